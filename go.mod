@@ -1,0 +1,11 @@
+module github.com/vipguard/vipguard
+
+go 1.24.0
+
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/alecthomas/kong v1.17.0
+	github.com/go-sql-driver/mysql v1.10.1
+)
+
+require filippo.io/edwards25519 v1.2.0 // indirect

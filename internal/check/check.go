@@ -1,0 +1,278 @@
+// Package check decides whether this node is fit to hold the VIP: the whole
+// verdict of mysqlcheck lives in Evaluate, a pure function of what was read
+// (server snapshot, maintenance flag, notify's last outcome) and the config.
+//
+// The rule it never breaks: a state it does not understand, or could not
+// read, is unfit.
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/state"
+)
+
+// Status is a Nagios-style severity.
+type Status int
+
+const (
+	OK Status = iota
+	Warning
+	Critical
+	Unknown
+)
+
+func (s Status) String() string {
+	return [...]string{"OK", "WARNING", "CRITICAL", "UNKNOWN"}[s]
+}
+
+// Verdict is the outcome of one check.
+type Verdict struct {
+	// Fit is what keepalived gets: true only for OK and Warning.
+	Fit    bool
+	Status Status
+	// Role is "writer", "standby" or "" when unknown.
+	Role string
+	// Reason is one line saying why.
+	Reason string
+	// Lag is the replication lag used for the verdict, when known.
+	Lag *time.Duration
+	// Took is the wall time of the whole check.
+	Took time.Duration
+}
+
+// Input is everything Evaluate decides on.
+type Input struct {
+	Snapshot    *probe.Snapshot
+	SnapshotErr error
+	Maintenance state.Maintenance
+	Outcome     *state.Outcome
+	OutcomeErr  error
+	// Timeout is the deadline the snapshot ran under, for the message.
+	Timeout time.Duration
+}
+
+func verdict(st Status, role, format string, a ...any) Verdict {
+	return Verdict{Fit: st == OK || st == Warning, Status: st, Role: role, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Evaluate turns what was read into a verdict.
+func Evaluate(c config.Check, in Input) Verdict {
+	if m := in.Maintenance; m.On {
+		why := "maintenance mode is on"
+		if !m.Since.IsZero() {
+			why += " since " + m.Since.UTC().Format(time.RFC3339)
+		}
+		if m.Reason != "" {
+			why += fmt.Sprintf(" (%s)", m.Reason)
+		}
+		return verdict(Critical, "", "%s", why)
+	}
+	if in.SnapshotErr != nil {
+		return verdict(Critical, "", "%s", describeError(in.SnapshotErr, in.Timeout))
+	}
+	s := in.Snapshot
+	if s == nil {
+		return verdict(Unknown, "", "no server state was read")
+	}
+	if in.OutcomeErr != nil {
+		return verdict(Critical, "", "cannot read notify's last outcome: %v", in.OutcomeErr)
+	}
+	if o := in.Outcome; o != nil && o.Unfit {
+		return verdict(Critical, "", "notify marked this node unfit after %s: %s", o.Event, o.Reason)
+	}
+	if s.Writable() {
+		v := verdict(OK, "writer", "writer: read_only=OFF, %s answers", s.Version)
+		for _, r := range s.Replicas {
+			if problem := replicationProblem(r); problem != "" {
+				// The writer keeps the VIP: moving it would not mend the
+				// reverse channel. Monitoring still hears about it.
+				v = verdict(Warning, "writer", "writer: read_only=OFF, but reverse replication: %s", problem)
+			}
+		}
+		return v
+	}
+	return evaluateStandby(c, s)
+}
+
+func evaluateStandby(c config.Check, s *probe.Snapshot) Verdict {
+	const role = "standby"
+	if len(s.Replicas) == 0 {
+		if *c.RequireReplication {
+			return verdict(Critical, role, "read-only and not replicating from any source")
+		}
+		return verdict(OK, role, "standby: read-only, no replication configured")
+	}
+	var worst time.Duration
+	var lagKnown bool
+	sourceDown := ""
+	for _, r := range s.Replicas {
+		if p := replicationProblem(r); p != "" {
+			if *c.FailOnReplicationError {
+				return verdict(Critical, role, "%s", p)
+			}
+			return verdict(Warning, role, "%s (tolerated: fail_on_replication_error=false)", p)
+		}
+		if r.IORunning != "Yes" {
+			// The source is unreachable: what a healthy standby sees when the
+			// writer died. Lag is meaningless then; the promotion gate in
+			// notify waits for the relay log instead.
+			sourceDown = fmt.Sprintf("source %s unreachable (IO thread %s", r.SourceHost, r.IORunning)
+			if r.IOErrno != 0 {
+				sourceDown += fmt.Sprintf(", error %d", r.IOErrno)
+			}
+			sourceDown += ")"
+			continue
+		}
+		lag, ok := replicaLag(s, r)
+		if ok && (!lagKnown || lag > worst) {
+			worst, lagKnown = lag, true
+		}
+	}
+	v := verdict(OK, role, "standby: read-only, replicating")
+	if lagKnown {
+		v.Lag = &worst
+		v.Reason += ", lag " + worst.String()
+		if c.MaxLag.Duration > 0 && worst > c.MaxLag.Duration {
+			v = verdict(Critical, role, "standby lag %s is above max_lag %s", worst, c.MaxLag.Duration)
+			v.Lag = &worst
+			return v
+		}
+		if c.WarnLag.Duration > 0 && worst > c.WarnLag.Duration {
+			v.Status = Warning
+		}
+	}
+	if sourceDown != "" {
+		v.Reason += ", " + sourceDown
+	}
+	return v
+}
+
+// replicaLag prefers the heartbeat table, which stays truthful when
+// Seconds_Behind_Master reads 0 behind a lagging IO thread.
+func replicaLag(s *probe.Snapshot, r probe.Replica) (time.Duration, bool) {
+	if s.HeartbeatLag != nil {
+		return *s.HeartbeatLag, true
+	}
+	if r.SecondsBehind != nil {
+		return time.Duration(*r.SecondsBehind) * time.Second, true
+	}
+	return 0, false
+}
+
+// replicationProblem says what is broken on a channel, "" when nothing is.
+// An IO thread that only cannot reach its source is not broken.
+func replicationProblem(r probe.Replica) string {
+	ch := ""
+	if r.Channel != "" {
+		ch = fmt.Sprintf(" %q", r.Channel)
+	}
+	if !r.SQLRunning {
+		if r.SQLErrno != 0 {
+			return fmt.Sprintf("replication%s SQL thread stopped with error %d: %s", ch, r.SQLErrno, oneLine(r.SQLError))
+		}
+		return fmt.Sprintf("replication%s SQL thread is stopped", ch)
+	}
+	if r.IORunning == "No" {
+		if r.IOErrno == 0 {
+			return fmt.Sprintf("replication%s IO thread is stopped", ch)
+		}
+		if !probe.IsConnectErrno(r.IOErrno) {
+			return fmt.Sprintf("replication%s IO thread stopped with error %d: %s", ch, r.IOErrno, oneLine(r.IOError))
+		}
+	}
+	if r.IORunning == "Connecting" && r.IOErrno != 0 && !probe.IsConnectErrno(r.IOErrno) {
+		// e.g. 1045 access denied: retrying will not mend it.
+		return fmt.Sprintf("replication%s IO thread cannot log in to the source, error %d: %s", ch, r.IOErrno, oneLine(r.IOError))
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+// describeError turns a probe error into the reason line, naming the frozen
+// or dead server plainly.
+func describeError(err error, timeout time.Duration) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		return fmt.Sprintf("mysqld did not answer within %s (frozen or overloaded): %v", timeout, err)
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT):
+		return fmt.Sprintf("mysqld is not running (nothing listens): %v", err)
+	}
+	return fmt.Sprintf("mysqld does not answer: %v", err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Run reads everything and evaluates it, all within cfg.Check.Timeout.
+func Run(ctx context.Context, cfg *config.Config) Verdict {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Check.Timeout.Duration)
+	defer cancel()
+	dir := state.Dir(cfg.StateDir)
+	in := Input{Timeout: cfg.Check.Timeout.Duration}
+	var err error
+	in.Maintenance, err = dir.Maintenance()
+	if err != nil && !in.Maintenance.On {
+		in.SnapshotErr = err
+	}
+	if in.Maintenance.On {
+		v := Evaluate(cfg.Check, in)
+		v.Took = time.Since(start)
+		return v
+	}
+	in.Outcome, in.OutcomeErr = dir.Outcome()
+	in.Snapshot, in.SnapshotErr = snapshot(ctx, cfg)
+	v := Evaluate(cfg.Check, in)
+	v.Took = time.Since(start)
+	return v
+}
+
+func snapshot(ctx context.Context, cfg *config.Config) (*probe.Snapshot, error) {
+	t := probe.LocalTarget(cfg)
+	// The query timeout must not outlive the check's own deadline.
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < t.QueryTimeout {
+			t.QueryTimeout = left
+		}
+		if left := time.Until(dl); left < t.ConnectTimeout {
+			t.ConnectTimeout = left
+		}
+	}
+	db, err := probe.Open(t)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	p := &probe.Prober{
+		Q:                 conn,
+		QueryTimeout:      t.QueryTimeout,
+		HeartbeatTable:    cfg.Heartbeat.Table,
+		HeartbeatServerID: cfg.Heartbeat.ServerID,
+		HeartbeatUTC:      *cfg.Heartbeat.UTC,
+	}
+	return p.Snapshot(ctx)
+}

@@ -1,0 +1,334 @@
+// Package config loads vipguard's single TOML configuration file, shared by
+// mysqlcheck, agentcheck and notify.
+//
+// The Config struct below is the reference: every field is documented where it
+// is declared, and examples/vipguard.toml is a complete commented copy of it.
+// Decoding is strict (an unknown key is an error naming its line), and all
+// validation lives in Validate so that every binary refuses the same files.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is where every binary looks when -c is not given.
+const DefaultPath = "/etc/vipguard/vipguard.toml"
+
+// Config is the whole vipguard configuration.
+type Config struct {
+	// StateDir holds the maintenance flag and the outcome of the last notify
+	// transition. Give each node on one machine its own (the lab does).
+	StateDir string `toml:"state_dir"`
+
+	// MySQL is the local server this node guards.
+	MySQL MySQL `toml:"mysql"`
+
+	// Peer is the other node of the pair (used by notify to fence it).
+	Peer Peer `toml:"peer"`
+
+	// VIP is the virtual address keepalived moves between the nodes.
+	VIP VIP `toml:"vip"`
+
+	// Check tunes the verdict of mysqlcheck (and agentcheck's health view).
+	Check Check `toml:"check"`
+
+	// Heartbeat reads replication lag from a pt-heartbeat table instead of
+	// Seconds_Behind_Master (which is NULL or 0 exactly when it matters).
+	Heartbeat Heartbeat `toml:"heartbeat"`
+
+	// path is the file this was loaded from ("" for built-in defaults).
+	path string
+}
+
+// MySQL says how to reach the local server.
+type MySQL struct {
+	// Socket is the unix socket; used when Host is empty.
+	// Default: /run/mysqld/mysqld.sock, as on Debian.
+	Socket string `toml:"socket"`
+	// Host, when set, makes the tools connect over TCP instead of Socket.
+	Host string `toml:"host"`
+	// Port for Host. Default 3306.
+	Port int `toml:"port"`
+	// User to log in as. Default: the invoking OS user (root over the socket
+	// authenticates with unix_socket on Debian, no password needed).
+	User string `toml:"user"`
+	// Password for User. Prefer DefaultsFile. A file holding a password must
+	// not be readable by others.
+	Password string `toml:"password"`
+	// DefaultsFile is a MySQL option file (like /etc/mysql/debian.cnf) whose
+	// [client] section supplies user, password, socket, host and port. Values
+	// set in this TOML file win over it.
+	DefaultsFile string `toml:"defaults_file"`
+	// ConnectTimeout bounds dialling and the handshake. Default 250ms.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// QueryTimeout bounds every single statement. Default 500ms.
+	QueryTimeout Duration `toml:"query_timeout"`
+
+	// set names the keys given in the TOML file: those win over DefaultsFile.
+	set map[string]bool
+}
+
+// Peer is the other node of the pair.
+type Peer struct {
+	// Host of the peer's MySQL server. Empty: no peer configured.
+	Host string `toml:"host"`
+	// Port of the peer's MySQL server. Default 3306.
+	Port int `toml:"port"`
+}
+
+// VIP is the virtual IP keepalived manages.
+type VIP struct {
+	// Address is the VIP, an IPv4 or IPv6 address without prefix length.
+	Address string `toml:"address"`
+}
+
+// Check tunes mysqlcheck's verdict.
+type Check struct {
+	// Timeout is mysqlcheck's hard deadline for the whole evaluation; past it
+	// the node is reported unfit. Keep it well under keepalived's interval.
+	// Default 800ms.
+	Timeout Duration `toml:"timeout"`
+	// MaxLag above which a node that is not the writer is unfit. 0 disables.
+	// Default 300s.
+	MaxLag Duration `toml:"max_lag"`
+	// WarnLag is the lag at which the Nagios mode says WARNING. Default 30s.
+	WarnLag Duration `toml:"warn_lag"`
+	// RequireReplication makes a read-only node without any replication
+	// channel unfit: it could never have the writer's data. Default true.
+	RequireReplication *bool `toml:"require_replication"`
+	// FailOnReplicationError makes a read-only node whose SQL thread is
+	// stopped, or whose IO thread stopped on an error other than "cannot
+	// reach the source", unfit. Default true.
+	FailOnReplicationError *bool `toml:"fail_on_replication_error"`
+
+	maxLagSet bool // max_lag = "0s" in the file disables the limit
+}
+
+// Heartbeat configures pt-heartbeat based lag.
+type Heartbeat struct {
+	// Table, as "database.table", written by pt-heartbeat --update on the
+	// writer. Empty (default): use Seconds_Behind_Master.
+	Table string `toml:"table"`
+	// ServerID of the writer row to read. Default 0: the replication
+	// source's server_id (Master_Server_Id).
+	ServerID uint32 `toml:"server_id"`
+	// UTC says pt-heartbeat runs with --utc. Default true; false compares
+	// with the server's local time, as pt-heartbeat does without --utc.
+	UTC *bool `toml:"utc"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("800ms", "2s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler for TOML strings.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. \"800ms\" or \"2s\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Path returns the file the configuration came from, "" for defaults.
+func (c *Config) Path() string { return c.path }
+
+// Default returns the built-in configuration used when no file exists.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// applyDefaults fills every field the file left empty.
+func (c *Config) applyDefaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/vipguard"
+	}
+	m := &c.MySQL
+	if m.Socket == "" {
+		m.Socket = "/run/mysqld/mysqld.sock"
+	}
+	if m.Port == 0 {
+		m.Port = 3306
+	}
+	if m.ConnectTimeout.Duration == 0 {
+		m.ConnectTimeout.Duration = 250 * time.Millisecond
+	}
+	if m.QueryTimeout.Duration == 0 {
+		m.QueryTimeout.Duration = 500 * time.Millisecond
+	}
+	if c.Peer.Port == 0 {
+		c.Peer.Port = 3306
+	}
+	k := &c.Check
+	if k.Timeout.Duration == 0 {
+		k.Timeout.Duration = 800 * time.Millisecond
+	}
+	if k.MaxLag.Duration == 0 && !k.maxLagSet {
+		k.MaxLag.Duration = 300 * time.Second
+	}
+	if k.WarnLag.Duration == 0 {
+		k.WarnLag.Duration = 30 * time.Second
+	}
+	if k.RequireReplication == nil {
+		k.RequireReplication = boolPtr(true)
+	}
+	if k.FailOnReplicationError == nil {
+		k.FailOnReplicationError = boolPtr(true)
+	}
+	if c.Heartbeat.UTC == nil {
+		c.Heartbeat.UTC = boolPtr(true)
+	}
+}
+
+// Load reads the configuration. An empty path means DefaultPath, and a
+// missing default file means built-in defaults (zero-config on a Debian
+// host); an explicitly named file must exist.
+func Load(path string) (*Config, error) {
+	explicit := path != ""
+	if !explicit {
+		path = DefaultPath
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			c := Default()
+			return c, c.resolve()
+		}
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %q: %w", path, err)
+	}
+	c.path = path
+	if c.MySQL.Password != "" {
+		if err := checkSecretPerm(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.resolve(); err != nil {
+		return nil, fmt.Errorf("config %q: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a configuration from TOML bytes. It does not
+// read the defaults file (see Load).
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("line %d: %s", pe.Position.Line, pe.Message)
+		}
+		return nil, err
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return nil, fmt.Errorf("line %d: unknown key %q", keyLine(data, k), k.String())
+	}
+	c.Check.maxLagSet = md.IsDefined("check", "max_lag")
+	c.MySQL.set = map[string]bool{}
+	for _, k := range md.Keys() {
+		if len(k) == 2 && k[0] == "mysql" {
+			c.MySQL.set[k[1]] = true
+		}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks every value; it is the one place that says what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !strings.HasPrefix(c.StateDir, "/") {
+		bad("state_dir %q must be an absolute path", c.StateDir)
+	}
+	checkPort := func(key string, p int) {
+		if p < 1 || p > 65535 {
+			bad("%s %d is not a TCP port (1-65535)", key, p)
+		}
+	}
+	checkPort("mysql.port", c.MySQL.Port)
+	checkPort("peer.port", c.Peer.Port)
+	positive := func(key string, d Duration) {
+		if d.Duration <= 0 {
+			bad("%s must be positive, got %q", key, d.String())
+		}
+	}
+	positive("mysql.connect_timeout", c.MySQL.ConnectTimeout)
+	positive("mysql.query_timeout", c.MySQL.QueryTimeout)
+	positive("check.timeout", c.Check.Timeout)
+	if c.Check.Timeout.Duration > 60*time.Second {
+		bad("check.timeout %q is longer than any keepalived interval should be", c.Check.Timeout.String())
+	}
+	if c.Check.MaxLag.Duration < 0 {
+		bad("check.max_lag must not be negative, got %q", c.Check.MaxLag.String())
+	}
+	if c.Check.WarnLag.Duration < 0 {
+		bad("check.warn_lag must not be negative, got %q", c.Check.WarnLag.String())
+	}
+	if t := c.Heartbeat.Table; t != "" && !validTableName(t) {
+		bad("heartbeat.table %q must be \"database.table\" of letters, digits, _ and $", t)
+	}
+	if a := c.VIP.Address; a != "" && !validIP(a) {
+		bad("vip.address %q is not an IP address", a)
+	}
+	return errors.Join(errs...)
+}
+
+// resolve merges the MySQL option file and the invoking user into c.MySQL.
+func (c *Config) resolve() error {
+	m := &c.MySQL
+	if m.DefaultsFile != "" {
+		opt, err := ReadOptionFile(m.DefaultsFile)
+		if err != nil {
+			return err
+		}
+		if m.User == "" {
+			m.User = opt.User
+		}
+		if m.Password == "" {
+			m.Password = opt.Password
+		}
+		if !m.set["socket"] && opt.Socket != "" {
+			m.Socket = opt.Socket
+		}
+		if !m.set["host"] && opt.Host != "" && opt.Host != "localhost" {
+			// "localhost" means the socket to every MySQL client.
+			m.Host = opt.Host
+		}
+		if !m.set["port"] && opt.Port != 0 {
+			m.Port = opt.Port
+		}
+	}
+	if m.User == "" {
+		if u, err := user.Current(); err == nil {
+			m.User = u.Username
+		} else {
+			m.User = "root"
+		}
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package probe
+
+// This file holds every difference between MySQL and MariaDB that vipguard
+// relies on, so that the rest of the code never asks "which server is this?".
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Flavor is the server family.
+type Flavor int
+
+const (
+	MySQL Flavor = iota + 1 // Oracle MySQL and Percona Server
+	MariaDB
+)
+
+func (f Flavor) String() string {
+	switch f {
+	case MySQL:
+		return "mysql"
+	case MariaDB:
+		return "mariadb"
+	}
+	return "unknown"
+}
+
+// Version identifies a server build.
+type Version struct {
+	Flavor              Flavor
+	Major, Minor, Patch int
+	Raw                 string // @@version as the server reports it
+}
+
+func (v Version) String() string {
+	return fmt.Sprintf("%s %d.%d.%d", v.Flavor, v.Major, v.Minor, v.Patch)
+}
+
+// AtLeast reports whether v is major.minor.patch or newer.
+func (v Version) AtLeast(major, minor, patch int) bool {
+	if v.Major != major {
+		return v.Major > major
+	}
+	if v.Minor != minor {
+		return v.Minor > minor
+	}
+	return v.Patch >= patch
+}
+
+// ParseVersion reads @@version (and @@version_comment) into a Version.
+// MariaDB may prefix the real version with "5.5.5-" for old clients.
+func ParseVersion(version, comment string) (Version, error) {
+	v := Version{Raw: version, Flavor: MySQL}
+	s := version
+	if strings.Contains(strings.ToLower(version+" "+comment), "mariadb") {
+		v.Flavor = MariaDB
+		s = strings.TrimPrefix(s, "5.5.5-")
+	}
+	num := s
+	if i := strings.IndexAny(num, "-+ "); i >= 0 {
+		num = num[:i]
+	}
+	parts := strings.Split(num, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return v, fmt.Errorf("cannot parse server version %q", version)
+	}
+	nums := [3]int{}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 9999 {
+			return v, fmt.Errorf("cannot parse server version %q", version)
+		}
+		nums[i] = n
+	}
+	v.Major, v.Minor, v.Patch = nums[0], nums[1], nums[2]
+	return v, nil
+}
+
+// replicaStatusQuery lists every replication channel of the server.
+func replicaStatusQuery(v Version) string {
+	switch {
+	case v.Flavor == MariaDB:
+		// ALL covers named (multi-source) connections too.
+		return "SHOW ALL SLAVES STATUS"
+	case v.AtLeast(8, 0, 22):
+		return "SHOW REPLICA STATUS"
+	}
+	return "SHOW SLAVE STATUS"
+}
+
+// binlogStatusQuery returns the own binary log coordinates.
+func binlogStatusQuery(v Version) string {
+	if v.Flavor == MySQL && v.AtLeast(8, 2, 0) {
+		return "SHOW BINARY LOG STATUS" // SHOW MASTER STATUS is gone in 8.4
+	}
+	return "SHOW MASTER STATUS"
+}
+
+// variablesQuery reads the flavor-specific global state in one round trip.
+// Columns: read_only, super_read_only, gtid_mode, gtid_binlog, gtid_current,
+// gtid_slave, gtid_executed.
+func variablesQuery(v Version) string {
+	if v.Flavor == MariaDB {
+		return "SELECT @@global.read_only, 0, 'ON', @@global.gtid_binlog_pos, @@global.gtid_current_pos, @@global.gtid_slave_pos, ''"
+	}
+	sro := "@@global.super_read_only"
+	gtid := "@@global.gtid_mode, '', '', '', @@global.gtid_executed"
+	if !v.AtLeast(5, 7, 8) {
+		sro = "0"
+	}
+	if !v.AtLeast(5, 6, 5) {
+		gtid = "'OFF', '', '', '', ''"
+	}
+	return "SELECT @@global.read_only, " + sro + ", " + gtid
+}
+
+// canonicalColumn maps MySQL 8.0.22+ replica status column names to the
+// classic names MariaDB and MySQL 5.7 still use, so one parser serves all.
+func canonicalColumn(c string) string {
+	switch c {
+	case "Channel_Name", "Connection_name":
+		return "Channel"
+	}
+	c = strings.ReplaceAll(c, "Source", "Master")
+	c = strings.ReplaceAll(c, "Replica", "Slave")
+	return c
+}
+
+// connectErrnos are client errors an IO thread reports while its source is
+// unreachable. They are what a healthy standby shows when the writer died, so
+// they must not make it unfit.
+var connectErrnos = map[int]bool{
+	2002: true, // can't connect through socket
+	2003: true, // can't connect to server
+	2005: true, // unknown host
+	2006: true, // server has gone away
+	2013: true, // lost connection during query
+	2026: true, // SSL connection error
+	1040: true, // too many connections
+	1129: true, // host blocked
+	1159: true, // network read timeout
+	1160: true, // network write error
+	1161: true, // network write timeout
+}
+
+// IsConnectErrno reports whether a replication IO error only means the source
+// cannot be reached right now.
+func IsConnectErrno(n int) bool { return connectErrnos[n] }
+
+// userThread reports whether a processlist row is a client session a fence
+// must kill: not a replication thread, not the event scheduler, not a
+// replica reading our binlog, and not idle server-internal threads.
+func userThread(user, command string) bool {
+	switch user {
+	case "system user", "event_scheduler":
+		return false
+	}
+	switch command {
+	case "Binlog Dump", "Binlog Dump GTID", "Daemon", "Slave_IO", "Slave_SQL", "Slave_worker":
+		return false
+	}
+	return true
+}

@@ -1,0 +1,180 @@
+// Package state keeps what the vipguard binaries tell each other through the
+// state directory: the maintenance flag (set by an operator, honoured by all)
+// and the outcome of notify's last transition (read by mysqlcheck and
+// agentcheck).
+//
+// Files are replaced atomically (write, fsync, rename), so a reader sees the
+// old or the new content, never half of it. An unreadable or corrupt file is
+// read as the unsafe state (maintenance on, node unfit), never as "all well".
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const (
+	maintenanceFile = "maintenance"
+	outcomeFile     = "outcome.json"
+	maxFileSize     = 64 << 10
+)
+
+// Dir is a vipguard state directory.
+type Dir string
+
+// Maintenance is the operator's maintenance flag.
+type Maintenance struct {
+	On     bool      `json:"-"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+	By     string    `json:"by,omitempty"`
+}
+
+// MaintenancePath is the flag file; its presence means maintenance is on.
+func (d Dir) MaintenancePath() string { return filepath.Join(string(d), maintenanceFile) }
+
+// Maintenance reads the flag. A flag file that exists but cannot be read or
+// parsed still means "on": an operator asked for maintenance.
+func (d Dir) Maintenance() (Maintenance, error) {
+	data, err := readSmall(d.MaintenancePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return Maintenance{}, nil
+	}
+	m := Maintenance{On: true}
+	if err != nil {
+		m.Reason = "maintenance flag present but unreadable"
+		return m, err
+	}
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &m); err != nil {
+			m.Reason = "maintenance flag present (unparsable content)"
+		}
+	}
+	m.On = true
+	return m, nil
+}
+
+// SetMaintenance turns the flag on (with a reason) or off.
+func (d Dir) SetMaintenance(on bool, reason, by string) error {
+	if !on {
+		if err := os.Remove(d.MaintenancePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("clearing maintenance flag: %w", err)
+		}
+		return syncDir(string(d))
+	}
+	m := Maintenance{On: true, Reason: reason, Since: time.Now().UTC().Truncate(time.Second), By: by}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return d.writeAtomic(maintenanceFile, data)
+}
+
+// Outcome is what notify last did on this node.
+type Outcome struct {
+	// Event is the keepalived state that triggered it (MASTER, BACKUP, ...).
+	Event string `json:"event"`
+	// Phase: "running", "done" or "failed".
+	Phase string `json:"phase"`
+	// Role the node holds after it: "writer" or "standby".
+	Role string `json:"role"`
+	// Unfit marks the node unfit to hold the VIP or take writes (promotion
+	// gate not met, replication could not be restarted, ...).
+	Unfit  bool   `json:"unfit"`
+	Reason string `json:"reason,omitempty"`
+	// FinalPosition is the binlog/GTID position recorded by a fence.
+	FinalPosition string    `json:"final_position,omitempty"`
+	At            time.Time `json:"at"`
+}
+
+// Outcome reads notify's last outcome; nil when notify never ran here.
+func (d Dir) Outcome() (*Outcome, error) {
+	data, err := readSmall(filepath.Join(string(d), outcomeFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return &Outcome{Unfit: true, Reason: "notify outcome unreadable"}, err
+	}
+	var o Outcome
+	if err := json.Unmarshal(data, &o); err != nil {
+		return &Outcome{Unfit: true, Reason: "notify outcome corrupt"}, fmt.Errorf("parsing %s: %w", outcomeFile, err)
+	}
+	return &o, nil
+}
+
+// WriteOutcome records notify's outcome.
+func (d Dir) WriteOutcome(o Outcome) error {
+	if o.At.IsZero() {
+		o.At = time.Now().UTC()
+	}
+	data, err := json.MarshalIndent(o, "", "  ")
+	if err != nil {
+		return err
+	}
+	return d.writeAtomic(outcomeFile, append(data, '\n'))
+}
+
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	}
+	return data, nil
+}
+
+func (d Dir) writeAtomic(name string, data []byte) error {
+	if err := os.MkdirAll(string(d), 0o755); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(string(d), "."+name+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(string(d), name)); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return syncDir(string(d))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
