@@ -47,6 +47,9 @@ type Options struct {
 	ServerID, DomainID uint32
 	// BindAddress defaults to 127.0.0.1.
 	BindAddress string
+	// Host is the address others use to reach the server (replication, TCP
+	// clients). Default: BindAddress. Set it when binding to 0.0.0.0.
+	Host string
 	// Port 0 picks a free one (on BindAddress as seen from here).
 	Port int
 	// ReadOnly starts the server with read_only=ON, as every node must.
@@ -120,7 +123,10 @@ func Launch(ctx context.Context, o Options) (*Server, error) {
 	if o.BindAddress == "" {
 		o.BindAddress = "127.0.0.1"
 	}
-	s := &Server{Opts: o, Host: o.BindAddress, done: make(chan struct{})}
+	if o.Host == "" {
+		o.Host = o.BindAddress
+	}
+	s := &Server{Opts: o, Host: o.Host, done: make(chan struct{})}
 	parent := o.Dir
 	if parent == "" {
 		// Short path: unix socket paths are limited to 107 bytes.
@@ -133,7 +139,7 @@ func Launch(ctx context.Context, o Options) (*Server, error) {
 	s.Dir = filepath.Join(parent, fmt.Sprintf("db%d", o.ServerID))
 	s.Socket = filepath.Join(s.Dir, "mysqld.sock")
 	if o.Port == 0 {
-		p, err := FreePort(o.BindAddress)
+		p, err := FreePort(o.Host)
 		if err != nil {
 			s.cleanupDir()
 			return nil, fmt.Errorf("finding a free port: %w", err)
