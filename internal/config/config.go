@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/user"
 	"strings"
@@ -44,6 +45,13 @@ type Config struct {
 	// Heartbeat reads replication lag from a pt-heartbeat table instead of
 	// Seconds_Behind_Master (which is NULL or 0 exactly when it matters).
 	Heartbeat Heartbeat `toml:"heartbeat"`
+
+	// Notify tunes notify's fence and promotion.
+	Notify Notify `toml:"notify"`
+
+	// Agent configures agentcheck, the HAProxy agent-check and HTTP
+	// health-check responder.
+	Agent Agent `toml:"agent"`
 
 	// path is the file this was loaded from ("" for built-in defaults).
 	path string
@@ -83,6 +91,14 @@ type Peer struct {
 	Host string `toml:"host"`
 	// Port of the peer's MySQL server. Default 3306.
 	Port int `toml:"port"`
+	// User notify logs in as on the peer to fence it (needs PROCESS,
+	// CONNECTION ADMIN and READ_ONLY ADMIN on MariaDB; SUPER or
+	// CONNECTION_ADMIN and SYSTEM_VARIABLES_ADMIN on MySQL). Default:
+	// mysql.user.
+	User string `toml:"user"`
+	// Password for User. Default: mysql.password (when User is also
+	// defaulted). A file holding a password must not be readable by others.
+	Password string `toml:"password"`
 }
 
 // VIP is the virtual IP keepalived manages.
@@ -125,6 +141,91 @@ type Heartbeat struct {
 	// with the server's local time, as pt-heartbeat does without --utc.
 	UTC *bool `toml:"utc"`
 }
+
+// Agent configures agentcheck serve (and inetd, status).
+type Agent struct {
+	// Listen is the TCP address for HAProxy agent-check (agent-port).
+	// Empty disables it. Default ":9201". Ignored for sockets handed over
+	// by systemd socket activation.
+	Listen string `toml:"listen"`
+	// HTTPListen is the TCP address for HTTP health checks (option
+	// httpchk, /metrics). Empty disables it. Default ":9200", the port of
+	// clustercheck.
+	HTTPListen string `toml:"http_listen"`
+	// Interval between two polls of MySQL; every check is answered from
+	// the last poll. Default 1s.
+	Interval Duration `toml:"interval"`
+	// StaleAfter is the age past which the cached state is not trusted and
+	// every role answers down. Must be longer than Interval. Default 3s.
+	StaleAfter Duration `toml:"stale_after"`
+	// MaxLag is the replication lag above which a reader answers down
+	// (/replica?max_lag= overrides it per request). Default 60s.
+	MaxLag Duration `toml:"max_lag"`
+	// FullWeightLag is the lag up to which a reader keeps 100% weight; the
+	// weight then falls linearly to MinWeight at MaxLag. Default 1s.
+	FullWeightLag Duration `toml:"full_weight_lag"`
+	// MinWeight is the lowest weight (percent, 1-100) of a reader that is
+	// still up. Default 10.
+	MinWeight int `toml:"min_weight"`
+	// Maintenance is the answer while the maintenance flag is on: "drain"
+	// (weight 0%: no new connections, sessions finish) or "maint" (down:
+	// with on-marked-down shutdown-sessions, sessions are closed).
+	// Default "drain".
+	Maintenance string `toml:"maintenance"`
+	// MaxConns caps concurrent check connections; more are closed at once.
+	// Default 256.
+	MaxConns int `toml:"max_conns"`
+	// IOTimeout bounds reading a request and writing its answer, for the
+	// whole connection. Default 2s.
+	IOTimeout Duration `toml:"io_timeout"`
+
+	// listen = "" in the file disables a listener; absent means default.
+	listenSet, httpListenSet bool
+}
+
+// Notify tunes notify (the fence and promotion engine).
+type Notify struct {
+	// Instance is the keepalived VRRP instance or group name this node's
+	// MySQL follows. Events for other names are ignored, so that a
+	// notify_fifo shared with other instances never fences MySQL. Empty
+	// (default): every event counts.
+	Instance string `toml:"instance"`
+	// Policy when the promotion gate (catch-up) is not met in time:
+	// "reliability" (default) stays read-only and marks the node unfit;
+	// "availability" opens writes anyway and logs the risk.
+	Policy string `toml:"policy"`
+	// PromotionTimeout bounds the wait for catch-up before the policy
+	// decides. Default 30s.
+	PromotionTimeout Duration `toml:"promotion_timeout"`
+	// FenceTimeout bounds the local fence (read_only, kills, stable
+	// position). Default 5s.
+	FenceTimeout Duration `toml:"fence_timeout"`
+	// StopTimeout bounds the whole STOP fence: keepalived SIGKILLs notify
+	// about 1 s after its shutdown begins. Default 800ms.
+	StopTimeout Duration `toml:"stop_timeout"`
+	// PeerTimeout bounds reaching and fencing the peer during promotion.
+	// Default 3s.
+	PeerTimeout Duration `toml:"peer_timeout"`
+	// StableWindow is how long the binlog/GTID position must stay unchanged
+	// before it is recorded as final. Default 200ms.
+	StableWindow Duration `toml:"stable_window"`
+	// ReplicationTimeout bounds restarting and verifying replication at the
+	// end of a fence. Default 5s.
+	ReplicationTimeout Duration `toml:"replication_timeout"`
+	// ExemptUsers are MySQL users whose sessions a fence never kills (for
+	// example a monitoring account). Replication, event scheduler and
+	// binlog dump threads are always spared.
+	ExemptUsers []string `toml:"exempt_users"`
+	// ResetClients makes a fence reset the stale TCP clients of vip.address
+	// (needs CAP_NET_RAW). Default true.
+	ResetClients *bool `toml:"reset_clients"`
+}
+
+// Policy values for notify.policy.
+const (
+	PolicyReliability  = "reliability"
+	PolicyAvailability = "availability"
+)
 
 // Duration is a time.Duration written as a Go duration string ("800ms", "2s").
 type Duration struct{ time.Duration }
@@ -194,6 +295,41 @@ func (c *Config) applyDefaults() {
 	if c.Heartbeat.UTC == nil {
 		c.Heartbeat.UTC = boolPtr(true)
 	}
+	c.Agent.applyDefaults()
+	c.Notify.applyDefaults()
+}
+
+func (a *Agent) applyDefaults() {
+	if a.Listen == "" && !a.listenSet {
+		a.Listen = ":9201"
+	}
+	if a.HTTPListen == "" && !a.httpListenSet {
+		a.HTTPListen = ":9200"
+	}
+	if a.Interval.Duration == 0 {
+		a.Interval.Duration = time.Second
+	}
+	if a.StaleAfter.Duration == 0 {
+		a.StaleAfter.Duration = 3 * a.Interval.Duration
+	}
+	if a.MaxLag.Duration == 0 {
+		a.MaxLag.Duration = 60 * time.Second
+	}
+	if a.FullWeightLag.Duration == 0 {
+		a.FullWeightLag.Duration = time.Second
+	}
+	if a.MinWeight == 0 {
+		a.MinWeight = 10
+	}
+	if a.Maintenance == "" {
+		a.Maintenance = "drain"
+	}
+	if a.MaxConns == 0 {
+		a.MaxConns = 256
+	}
+	if a.IOTimeout.Duration == 0 {
+		a.IOTimeout.Duration = 2 * time.Second
+	}
 }
 
 // Load reads the configuration. An empty path means DefaultPath, and a
@@ -217,7 +353,7 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %q: %w", path, err)
 	}
 	c.path = path
-	if c.MySQL.Password != "" {
+	if c.MySQL.Password != "" || c.Peer.Password != "" {
 		if err := checkSecretPerm(path); err != nil {
 			return nil, err
 		}
@@ -236,6 +372,9 @@ func Parse(data []byte) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
+			if pe.LastKey != "" {
+				return nil, fmt.Errorf("line %d: %s: %s", pe.Position.Line, pe.LastKey, pe.Message)
+			}
 			return nil, fmt.Errorf("line %d: %s", pe.Position.Line, pe.Message)
 		}
 		return nil, err
@@ -245,6 +384,8 @@ func Parse(data []byte) (*Config, error) {
 		return nil, fmt.Errorf("line %d: unknown key %q", keyLine(data, k), k.String())
 	}
 	c.Check.maxLagSet = md.IsDefined("check", "max_lag")
+	c.Agent.listenSet = md.IsDefined("agent", "listen")
+	c.Agent.httpListenSet = md.IsDefined("agent", "http_listen")
 	c.MySQL.set = map[string]bool{}
 	for _, k := range md.Keys() {
 		if len(k) == 2 && k[0] == "mysql" {
@@ -295,6 +436,25 @@ func (c *Config) Validate() error {
 	if a := c.VIP.Address; a != "" && !validIP(a) {
 		bad("vip.address %q is not an IP address", a)
 	}
+	n := c.Notify
+	if n.Policy != PolicyReliability && n.Policy != PolicyAvailability {
+		bad("notify.policy %q must be %q or %q", n.Policy, PolicyReliability, PolicyAvailability)
+	}
+	positive("notify.promotion_timeout", n.PromotionTimeout)
+	positive("notify.fence_timeout", n.FenceTimeout)
+	positive("notify.stop_timeout", n.StopTimeout)
+	positive("notify.peer_timeout", n.PeerTimeout)
+	positive("notify.stable_window", n.StableWindow)
+	positive("notify.replication_timeout", n.ReplicationTimeout)
+	if n.StableWindow.Duration >= n.FenceTimeout.Duration {
+		bad("notify.stable_window %q must be shorter than notify.fence_timeout %q", n.StableWindow.String(), n.FenceTimeout.String())
+	}
+	for _, u := range n.ExemptUsers {
+		if u == "" {
+			bad("notify.exempt_users must not contain an empty name")
+		}
+	}
+	c.Agent.validate(bad)
 	return errors.Join(errs...)
 }
 
@@ -330,5 +490,51 @@ func (c *Config) resolve() error {
 			m.User = "root"
 		}
 	}
+	if c.Peer.User == "" {
+		// Same account on both nodes is the usual setup; a separate peer
+		// password without a user would be a puzzle, so it goes with it.
+		c.Peer.User = m.User
+		if c.Peer.Password == "" {
+			c.Peer.Password = m.Password
+		}
+	}
 	return nil
+}
+
+func (a *Agent) validate(bad func(format string, args ...any)) {
+	for key, addr := range map[string]string{"agent.listen": a.Listen, "agent.http_listen": a.HTTPListen} {
+		if addr == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad("%s %q is not a host:port address", key, addr)
+		}
+	}
+	if a.Listen != "" && a.Listen == a.HTTPListen {
+		bad("agent.listen and agent.http_listen are both %q", a.Listen)
+	}
+	if a.Interval.Duration < 10*time.Millisecond {
+		bad("agent.interval must be at least 10ms, got %q", a.Interval.String())
+	}
+	if a.StaleAfter.Duration <= a.Interval.Duration {
+		bad("agent.stale_after %q must be longer than agent.interval %q", a.StaleAfter.String(), a.Interval.String())
+	}
+	if a.MaxLag.Duration <= 0 {
+		bad("agent.max_lag must be positive, got %q", a.MaxLag.String())
+	}
+	if a.FullWeightLag.Duration < 0 || a.FullWeightLag.Duration > a.MaxLag.Duration {
+		bad("agent.full_weight_lag %q must be between 0 and agent.max_lag", a.FullWeightLag.String())
+	}
+	if a.MinWeight < 1 || a.MinWeight > 100 {
+		bad("agent.min_weight %d must be between 1 and 100", a.MinWeight)
+	}
+	if a.Maintenance != "drain" && a.Maintenance != "maint" {
+		bad("agent.maintenance %q must be \"drain\" or \"maint\"", a.Maintenance)
+	}
+	if a.MaxConns < 1 {
+		bad("agent.max_conns %d must be at least 1", a.MaxConns)
+	}
+	if a.IOTimeout.Duration <= 0 {
+		bad("agent.io_timeout must be positive, got %q", a.IOTimeout.String())
+	}
 }
