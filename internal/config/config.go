@@ -346,7 +346,7 @@ func Load(path string) (*Config, error) {
 			c := Default()
 			return c, c.resolve()
 		}
-		return nil, fmt.Errorf("cannot read config: %w", err)
+		return nil, fmt.Errorf("cannot read config %q: %w", path, bareErr(err))
 	}
 	c, err := Parse(data)
 	if err != nil {
@@ -537,4 +537,13 @@ func (a *Agent) validate(bad func(format string, args ...any)) {
 	if a.IOTimeout.Duration <= 0 {
 		bad("agent.io_timeout must be positive, got %q", a.IOTimeout.String())
 	}
+}
+
+// bareErr drops the path an *fs.PathError repeats, since messages quote it.
+func bareErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

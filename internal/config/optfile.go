@@ -46,7 +46,7 @@ func readOptionFile(path string, o *OptionFile, depth int) error {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("cannot read option file: %w", err)
+		return fmt.Errorf("cannot read option file %q: %w", path, bareErr(err))
 	}
 	hadPassword := o.Password
 	o.Password = ""
@@ -83,7 +83,7 @@ func resolveRel(from, p string) string {
 func readOptionDir(dir string, o *OptionFile, depth int) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("cannot read option directory: %w", err)
+		return fmt.Errorf("cannot read option directory %q: %w", dir, bareErr(err))
 	}
 	names := make([]string, 0, len(ents))
 	for _, e := range ents {

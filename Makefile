@@ -1,0 +1,43 @@
+# vipguard — see README.md. `make demo` and `make test` are the two commands
+# a fresh machine needs; both install missing Debian packages first (root).
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/vipguard/vipguard/internal/cli.Version=$(VERSION)
+GO      ?= go
+FUZZTIME ?= 10s
+
+.PHONY: all build deps test unit fuzz demo demo-pair bench bench-failover clean
+
+all: build
+
+build:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+deps:
+	@sh scripts/install-deps.sh
+
+# Every test: unit tests, real MariaDB servers, the namespace lab, and each
+# fuzz target for $(FUZZTIME). A missing server or lab is a failure here.
+test: deps
+	VIPGUARD_REQUIRE_SERVERS=1 VIPGUARD_LAB=1 $(GO) test -count=1 -timeout 40m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Tests without the namespace lab (no root needed beyond installed packages).
+unit:
+	$(GO) test -count=1 ./...
+
+fuzz:
+	@sh scripts/fuzz-all.sh $(FUZZTIME)
+
+demo: deps build
+	$(GO) run ./tools/pairdemo
+
+demo-pair: deps build
+	$(GO) run ./tools/pairdemo
+
+bench: deps build
+	$(GO) run ./tools/benchcheck
+
+clean:
+	rm -rf bin dist
