@@ -8,4 +8,7 @@ require (
 	github.com/go-sql-driver/mysql v1.10.1
 )
 
-require filippo.io/edwards25519 v1.2.0 // indirect
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+)

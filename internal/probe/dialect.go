@@ -163,3 +163,138 @@ func userThread(user, command string) bool {
 	}
 	return true
 }
+
+// The statements notify's fence and promotion run. Everything here is SQL
+// text or the reading of a result; the logic is in admin.go and wait.go.
+
+// processlistQuery lists every thread. information_schema works on both
+// families (MySQL 8 deprecates it in favour of performance_schema, which may
+// be disabled, so the old table is the one that is always there).
+const processlistQuery = "SELECT ID, USER, IFNULL(HOST, ''), IFNULL(DB, ''), IFNULL(COMMAND, ''), IFNULL(TIME, 0), IFNULL(STATE, ''), LEFT(IFNULL(INFO, ''), 120) FROM information_schema.PROCESSLIST"
+
+// lockWaitStatement makes SET GLOBAL read_only give up after 1 s (error
+// 1205) instead of waiting behind a long write; 1 is MySQL's minimum.
+const lockWaitStatement = "SET SESSION lock_wait_timeout = 1"
+
+// errnoLockWaitTimeout is ER_LOCK_WAIT_TIMEOUT.
+const errnoLockWaitTimeout = 1205
+
+// errnoUnknownThread is ER_NO_SUCH_THREAD: the thread is already gone.
+const errnoUnknownThread = 1094
+
+func killStatement(id uint64) string { return "KILL CONNECTION " + strconv.FormatUint(id, 10) }
+
+// readOnlyStatements turns writes off (on=true) or on again. MySQL's
+// super_read_only=ON implies read_only=ON and also stops SUPER users;
+// read_only=OFF implies super_read_only=OFF. MariaDB has no super_read_only:
+// its READ_ONLY ADMIN users must be killed instead.
+func readOnlyStatements(v Version, on bool) []string {
+	hasSuper := v.Flavor == MySQL && v.AtLeast(5, 7, 8)
+	switch {
+	case on && hasSuper:
+		return []string{"SET GLOBAL super_read_only = ON"}
+	case on:
+		return []string{"SET GLOBAL read_only = ON"}
+	case hasSuper:
+		return []string{"SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"}
+	}
+	return []string{"SET GLOBAL read_only = OFF"}
+}
+
+// readOnlyQuery returns read_only and super_read_only (0 where absent).
+func readOnlyQuery(v Version) string {
+	if v.Flavor == MySQL && v.AtLeast(5, 7, 8) {
+		return "SELECT @@global.read_only, @@global.super_read_only"
+	}
+	return "SELECT @@global.read_only, 0"
+}
+
+// startReplicationStatement starts every replication channel.
+func startReplicationStatement(v Version) string {
+	switch {
+	case v.Flavor == MariaDB:
+		return "START ALL SLAVES"
+	case v.AtLeast(8, 0, 22):
+		return "START REPLICA"
+	}
+	return "START SLAVE"
+}
+
+// positionQuery returns server_id, the GTID position (MariaDB
+// gtid_binlog_pos, MySQL gtid_executed) and what identifies this server's
+// own transactions in it (MariaDB gtid_binlog_state, MySQL server_uuid).
+func positionQuery(v Version) string {
+	switch {
+	case v.Flavor == MariaDB:
+		return "SELECT @@global.server_id, @@global.gtid_binlog_pos, @@global.gtid_binlog_state"
+	case v.AtLeast(5, 6, 5):
+		return "SELECT @@global.server_id, IF(@@global.gtid_mode = 'ON', @@global.gtid_executed, ''), @@global.server_uuid"
+	}
+	return "SELECT @@global.server_id, '', ''"
+}
+
+// appliedGTIDQuery returns what a server has applied or written, the set
+// a promotion target is compared with.
+func appliedGTIDQuery(v Version) string {
+	if v.Flavor == MariaDB {
+		return "SELECT @@global.gtid_current_pos"
+	}
+	return "SELECT @@global.gtid_executed"
+}
+
+// gtidSubsetQuery asks the server (MySQL) whether a set is applied.
+const gtidSubsetQuery = "SELECT GTID_SUBSET(?, @@global.gtid_executed)"
+
+// gtidWaitQuery blocks until a GTID position is applied or the timeout (in
+// seconds) passes. MariaDB's MASTER_GTID_WAIT waits on gtid_slave_pos only:
+// give it only GTIDs this server receives by replication.
+func gtidWaitQuery(v Version) string {
+	if v.Flavor == MariaDB {
+		return "SELECT MASTER_GTID_WAIT(?, ?)"
+	}
+	return "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)"
+}
+
+// gtidWaitDone reads gtidWaitQuery's result: reached, timed out, or an error.
+// MariaDB answers 0 (reached) or -1 (timeout); MySQL's
+// WAIT_FOR_EXECUTED_GTID_SET answers 0 (reached) or 1 (timeout), the
+// opposite sense to the removed WAIT_UNTIL_SQL_THREAD_AFTER_GTIDS.
+func gtidWaitDone(v Version, valid bool, n int64) (bool, error) {
+	if !valid {
+		return false, fmt.Errorf("GTID wait returned NULL")
+	}
+	timeout := int64(1)
+	if v.Flavor == MariaDB {
+		timeout = -1
+	}
+	switch n {
+	case 0:
+		return true, nil
+	case timeout:
+		return false, nil
+	}
+	return false, fmt.Errorf("GTID wait returned unexpected %d", n)
+}
+
+// posWaitQuery blocks until the SQL thread has executed up to the source's
+// file:pos, or the timeout (seconds) passes.
+func posWaitQuery(v Version) string {
+	if v.Flavor == MySQL && v.AtLeast(8, 0, 26) {
+		return "SELECT SOURCE_POS_WAIT(?, ?, ?)"
+	}
+	return "SELECT MASTER_POS_WAIT(?, ?, ?)"
+}
+
+// posWaitDone reads posWaitQuery's result: NULL means the SQL thread is not
+// running (or an error), -1 a timeout, 0 or more the number of events waited.
+func posWaitDone(valid bool, n int64) (bool, error) {
+	switch {
+	case !valid:
+		return false, fmt.Errorf("position wait returned NULL: the replication SQL thread is not running")
+	case n == -1:
+		return false, nil
+	case n >= 0:
+		return true, nil
+	}
+	return false, fmt.Errorf("position wait returned unexpected %d", n)
+}

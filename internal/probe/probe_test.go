@@ -180,7 +180,7 @@ func TestParseReplicaStatusRejectsOddResults(t *testing.T) {
 
 func TestParseRecordedBinlogStatus(t *testing.T) {
 	for name, want := range map[string]string{
-		"mysql-8.4-show-binary-log-status.txt":  "binlog.000042:197532",
+		"mysql-8.4-show-binary-log-status.txt": "binlog.000042:197532",
 		"mariadb-10.11-show-master-status.txt": "binlog.000001:695",
 	} {
 		cols, rows := readVertical(t, name)

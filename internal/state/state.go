@@ -91,6 +91,20 @@ type Outcome struct {
 	// FinalPosition is the binlog/GTID position recorded by a fence.
 	FinalPosition string    `json:"final_position,omitempty"`
 	At            time.Time `json:"at"`
+	// Position is FinalPosition in machine-readable form.
+	Position *Position `json:"position,omitempty"`
+	// Generation is the event number of the run that wrote this outcome.
+	Generation uint64 `json:"generation,omitempty"`
+}
+
+// Position is a server's own replication position at one moment.
+type Position struct {
+	ServerID uint32 `json:"server_id"`
+	// GTID is @@gtid_binlog_pos (MariaDB) or @@gtid_executed (MySQL).
+	GTID string `json:"gtid,omitempty"`
+	// File and Pos are the own binary log coordinates.
+	File string `json:"file,omitempty"`
+	Pos  uint64 `json:"pos,omitempty"`
 }
 
 // Outcome reads notify's last outcome; nil when notify never ran here.
