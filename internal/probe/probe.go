@@ -72,7 +72,6 @@ func (t Target) DSN() string {
 	c.WriteTimeout = 2 * t.QueryTimeout
 	c.AllowNativePasswords = true
 	c.InterpolateParams = true // one round trip per query, no server-side prepare
-	c.Params = map[string]string{"wait_timeout": "60"}
 	return c.FormatDSN()
 }
 
