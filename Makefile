@@ -36,8 +36,13 @@ demo: deps build
 demo-pair: deps build
 	$(GO) run ./tools/pairdemo
 
+# Figures, never assertions: mysqlcheck against the naive shell check, then
+# agentcheck against a clustercheck script forked per check, then the Go
+# micro-benchmarks.
 bench: deps build
 	$(GO) run ./tools/benchcheck
+	sh scripts/bench-agentcheck.sh 5 4
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/...
 
 clean:
 	rm -rf bin dist

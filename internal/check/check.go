@@ -240,13 +240,17 @@ func Run(ctx context.Context, cfg *config.Config) Verdict {
 		return v
 	}
 	in.Outcome, in.OutcomeErr = dir.Outcome()
-	in.Snapshot, in.SnapshotErr = snapshot(ctx, cfg)
+	in.Snapshot, in.SnapshotErr = Snapshot(ctx, cfg)
 	v := Evaluate(cfg.Check, in)
 	v.Took = time.Since(start)
 	return v
 }
 
-func snapshot(ctx context.Context, cfg *config.Config) (*probe.Snapshot, error) {
+// Snapshot reads the local server on one fresh connection (a pooled one
+// could hide a server that no longer accepts new connections), with every
+// timeout shortened to fit ctx's deadline. mysqlcheck and agentcheck's poller
+// both read the server through it.
+func Snapshot(ctx context.Context, cfg *config.Config) (*probe.Snapshot, error) {
 	t := probe.LocalTarget(cfg)
 	// The query timeout must not outlive the check's own deadline.
 	if dl, ok := ctx.Deadline(); ok {

@@ -1,0 +1,306 @@
+// Command agentcheck tells HAProxy which node of the pair takes writes and
+// which takes reads, answering HAProxy's agent-check (one line per check)
+// and HTTP health checks (option httpchk) from a state it polls from MySQL
+// once per interval.
+//
+//	agentcheck serve               the daemon (systemd Type=notify, socket activation)
+//	agentcheck inetd               one check on stdin/stdout (xinetd, Accept=yes)
+//	agentcheck maint on|off|status the local maintenance switch
+//	agentcheck status              what it would answer now, and why
+//
+// The daemon logs with slog (key=value) on stderr, which journald keeps.
+// Exit codes: 0 ok; 1 failed (cannot listen, bad request in inetd mode);
+// 2 configuration error; 80 command-line usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/vipguard/vipguard/internal/agent"
+	"github.com/vipguard/vipguard/internal/cli"
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/systemd"
+)
+
+const prog = "agentcheck"
+
+// shutdownBound is how long SIGTERM waits for checks being answered; each
+// is bounded by io_timeout anyway.
+const shutdownBound = 3 * time.Second
+
+type cmdline struct {
+	cli.Globals
+	Serve  serveCmd     `cmd:"" help:"Run the daemon: answer HAProxy agent-checks and HTTP checks from a cached poll."`
+	Inetd  inetdCmd     `cmd:"" help:"Answer one check on stdin/stdout (xinetd, inetd, systemd Accept=yes)."`
+	Maint  cli.MaintCmd `cmd:"" help:"Turn maintenance mode on or off, or show it. On drains this node in HAProxy."`
+	Status statusCmd    `cmd:"" help:"Show what agentcheck would answer now, and why."`
+}
+
+type serveCmd struct{}
+type inetdCmd struct{}
+type statusCmd struct{}
+
+func main() {
+	var c cmdline
+	parser := kong.Must(&c,
+		kong.Name(prog),
+		kong.Description("Answer HAProxy's agent-check and HTTP health checks for this MySQL/MariaDB node."),
+		kong.UsageOnError(),
+		cli.Vars(),
+	)
+	kctx, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		parser.Errorf("%s", err)
+		os.Exit(cli.ExitUsage)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = run(ctx, kctx.Command(), &c, os.Stdin, os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, errReported) {
+		cli.Errorf(os.Stderr, prog, "%v", err)
+	}
+	stop()
+	os.Exit(exitCode(err))
+}
+
+// errReported marks an error already told to the user.
+var errReported = errors.New("reported")
+
+// exitCode is the one place mapping run's result to the process status.
+func exitCode(err error) int { return cli.ExitCode(err) }
+
+func run(ctx context.Context, command string, c *cmdline, stdin io.Reader, stdout, stderr io.Writer) error {
+	switch command {
+	case "maint <action>":
+		return c.Maint.Run(&c.Globals, stdout)
+	case "serve":
+		return serve(ctx, &c.Globals, stderr)
+	case "inetd":
+		return inetd(ctx, &c.Globals, stdin, stdout)
+	case "status":
+		return status(ctx, &c.Globals, stdout)
+	}
+	return fmt.Errorf("unknown command %q", command)
+}
+
+func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
+	cfg, err := g.Load()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	srv := agent.NewServer(cfg, log)
+	ls, err := listeners(cfg, log)
+	if err != nil {
+		return err
+	}
+	// One poll before answering anything: a restart must not answer "down"
+	// (no state yet) and make HAProxy shut down the sessions of a healthy
+	// node. Checks wait in the listen backlog meanwhile (at most one poll
+	// timeout).
+	if st := srv.Poller.PollOnce(ctx); st.Err != nil {
+		log.Warn("first poll failed", "err", st.Err)
+	}
+	pctx, stopPoll := context.WithCancel(context.Background())
+	pollDone := make(chan struct{})
+	go func() { defer close(pollDone); srv.Poller.Run(pctx) }()
+
+	serveDone := make(chan struct{}, len(ls))
+	for _, l := range ls {
+		go func() {
+			if err := srv.Serve(ctx, l); err != nil {
+				log.Error("serving stopped", "addr", l.Addr().String(), "err", err)
+			}
+			serveDone <- struct{}{}
+		}()
+	}
+	if err := systemd.Ready(); err != nil {
+		log.Warn("sd_notify READY failed", "err", err)
+	}
+	log.Info("agentcheck ready", "version", cli.VersionString(), "config", cfg.Path(),
+		"interval", cfg.Agent.Interval.Duration, "stale_after", cfg.Agent.StaleAfter.Duration)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var wd <-chan time.Time
+	if iv := systemd.WatchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		wd = t.C
+		log.Info("watchdog enabled", "ping_every", iv)
+	}
+	for {
+		select {
+		case <-hup:
+			reload(g, srv, log)
+		case now := <-wd:
+			// Ping only while our own loop turns: a wedged poller must let
+			// systemd restart us rather than answer stale state.
+			if srv.Poller.LoopAlive(now, srv.Policy().StaleAfter) {
+				_ = systemd.Watchdog()
+			} else {
+				log.Error("poll loop stalled; not pinging the watchdog")
+			}
+		case <-ctx.Done():
+			_ = systemd.Stopping()
+			log.Info("stopping")
+			for range ls {
+				<-serveDone
+			}
+			srv.Shutdown(shutdownBound)
+			stopPoll()
+			<-pollDone
+			return nil
+		}
+	}
+}
+
+func reload(g *cli.Globals, srv *agent.Server, log *slog.Logger) {
+	_ = systemd.Reloading()
+	defer systemd.Ready()
+	cfg, err := g.Load()
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	old := srv.Config()
+	if cfg.Agent.Listen != old.Agent.Listen || cfg.Agent.HTTPListen != old.Agent.HTTPListen || cfg.Agent.MaxConns != old.Agent.MaxConns {
+		log.Warn("listen addresses and max_conns change only on restart")
+	}
+	srv.SetConfig(cfg)
+	log.Info("configuration reloaded", "config", cfg.Path())
+}
+
+// listeners returns the sockets systemd passed, or else our own. Every
+// socket serves both protocols: the first request line tells an HTTP
+// check from an agent check.
+func listeners(cfg *config.Config, log *slog.Logger) ([]net.Listener, error) {
+	_, passed, err := systemd.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	if len(passed) > 0 {
+		for _, l := range passed {
+			log.Info("using socket from systemd", "addr", l.Addr().String())
+		}
+		return passed, nil
+	}
+	var ls []net.Listener
+	for _, addr := range []string{cfg.Agent.Listen, cfg.Agent.HTTPListen} {
+		if addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, fmt.Errorf("cannot listen: %w", err)
+		}
+		log.Info("listening", "addr", l.Addr().String())
+		ls = append(ls, l)
+	}
+	if len(ls) == 0 {
+		return nil, &cli.ConfigError{Err: errors.New("agent.listen and agent.http_listen are both empty and systemd passed no socket")}
+	}
+	return ls, nil
+}
+
+func inetd(ctx context.Context, g *cli.Globals, stdin io.Reader, stdout io.Writer) error {
+	cfg, err := g.Load()
+	if err != nil {
+		return err
+	}
+	// stdin may not support deadlines (a pipe from xinetd): this timer
+	// ends a silent or slow client for certain.
+	limit := cfg.Agent.IOTimeout.Duration + cfg.Check.Timeout.Duration
+	backstop := time.AfterFunc(limit, func() { os.Exit(cli.ExitFailed) })
+	defer backstop.Stop()
+	if f, ok := stdin.(*os.File); ok {
+		_ = f.SetReadDeadline(time.Now().Add(cfg.Agent.IOTimeout.Duration))
+	}
+	srv := agent.NewServer(cfg, slog.New(slog.DiscardHandler))
+	if err := srv.ServeStream(ctx, stdin, stdout); err != nil {
+		return fmt.Errorf("no check answered: %w", err)
+	}
+	return nil
+}
+
+func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
+	cfg, err := g.Load()
+	if err != nil {
+		return err
+	}
+	srv := agent.NewServer(cfg, slog.New(slog.DiscardHandler))
+	st := srv.Poller.PollOnce(ctx)
+	in := srv.Input(time.Now())
+	fmt.Fprintf(stdout, "config:      %s\n", orDefault(cfg.Path()))
+	fmt.Fprintf(stdout, "%s\n", cli.DescribeMaintenance(in.Maintenance))
+	if o := in.Outcome; o != nil {
+		fmt.Fprintf(stdout, "notify:      %s %s, role %s, unfit=%v %s\n", o.Event, o.Phase, o.Role, o.Unfit, o.Reason)
+	} else if in.OutcomeErr != nil {
+		fmt.Fprintf(stdout, "notify:      unreadable outcome: %v\n", in.OutcomeErr)
+	} else {
+		fmt.Fprintf(stdout, "notify:      no outcome recorded on this node\n")
+	}
+	if st.Err != nil {
+		fmt.Fprintf(stdout, "mysql:       poll failed after %s: %v\n", st.Took.Round(time.Millisecond), st.Err)
+	} else if s := st.Snapshot; s != nil {
+		fmt.Fprintf(stdout, "mysql:       %s server_id=%d read_only=%v, %d replication channel(s), polled in %s\n",
+			s.Version, s.ServerID, s.ReadOnly, len(s.Replicas), st.Took.Round(time.Millisecond))
+	}
+	fmt.Fprintln(stdout)
+	pol := srv.Policy()
+	for _, c := range []struct {
+		role  agent.Role
+		agent string
+		http  string
+	}{
+		{agent.RoleWriter, "writer", "/primary"},
+		{agent.RoleReader, "reader", "/replica"},
+		{agent.RoleReadOnly, "read-only", "/read-only"},
+		{agent.RoleHealth, "health", "/health"},
+	} {
+		a := agent.Decide(pol, c.role, in, 0)
+		fmt.Fprintf(stdout, "%-10s agent %-9s http %-10s %d  %s\n", c.agent, trimLine(a), c.http, a.HTTPStatus(), a.Reason)
+	}
+	return nil
+}
+
+// trimLine is the agent reply without its description.
+func trimLine(a agent.Answer) string {
+	line := a.AgentLine()
+	for i := range line {
+		if line[i] == '#' || line[i] == '\n' {
+			line = line[:i]
+			break
+		}
+	}
+	return fmt.Sprintf("%q", trimSpace(line))
+}
+
+func trimSpace(s string) string {
+	for len(s) > 0 && s[len(s)-1] == ' ' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func orDefault(p string) string {
+	if p == "" {
+		return "(built-in defaults)"
+	}
+	return p
+}

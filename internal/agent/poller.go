@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/check"
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/probe"
+)
+
+// State is the result of one poll.
+type State struct {
+	Snapshot *probe.Snapshot
+	Err      error
+	// At is when the poll ended; Took how long it ran.
+	At   time.Time
+	Took time.Duration
+}
+
+// Poller reads MySQL once per interval and keeps the last result.
+type Poller struct {
+	// Config returns the current configuration (it changes on SIGHUP).
+	Config  func() *config.Config
+	Log     *slog.Logger
+	Metrics *Metrics
+
+	state atomic.Pointer[State]
+	// loopAt is when the loop last finished a poll attempt (unix nanos),
+	// success or not: the watchdog and /liveness ask about the loop, not
+	// about MySQL.
+	loopAt atomic.Int64
+}
+
+// Current returns the last poll result (nil before the first).
+func (p *Poller) Current() *State { return p.state.Load() }
+
+// LoopAlive reports whether the loop finished an attempt within bound.
+func (p *Poller) LoopAlive(now time.Time, bound time.Duration) bool {
+	at := p.loopAt.Load()
+	return at != 0 && now.Sub(time.Unix(0, at)) <= bound
+}
+
+// pollTimeout is the deadline of one poll: the check timeout, and never
+// longer than the interval, so polls never overlap or pile up.
+func pollTimeout(c *config.Config) time.Duration {
+	return min(c.Check.Timeout.Duration, c.Agent.Interval.Duration)
+}
+
+// Run polls until ctx ends. The first poll runs at once.
+func (p *Poller) Run(ctx context.Context) {
+	interval := p.Config().Agent.Interval.Duration
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastErr string
+	for {
+		st := p.PollOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		// Log transitions only: one line per change, not per second.
+		if msg := errString(st.Err); msg != lastErr {
+			if st.Err != nil {
+				p.Log.Warn("poll failed", "err", msg)
+			} else {
+				p.Log.Info("poll ok again", "took", st.Took)
+			}
+			lastErr = msg
+		}
+		if iv := p.Config().Agent.Interval.Duration; iv != interval {
+			interval = iv
+			t.Reset(interval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// PollOnce reads the server once, stores and returns the result.
+//
+// Every poll dials a new connection and closes it afterwards. A
+// persistent connection would keep working on a server whose listener is
+// wedged or full (max_connections, a stuck accept), hiding exactly the
+// failure HAProxy's clients would meet. One connection per interval costs
+// the server about as much as the poll's queries.
+func (p *Poller) PollOnce(ctx context.Context) *State {
+	cfg := p.Config()
+	timeout := pollTimeout(cfg)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	snap, err := check.Snapshot(ctx, cfg)
+	now := time.Now()
+	st := &State{Snapshot: snap, Err: err, At: now, Took: now.Sub(start)}
+	p.state.Store(st)
+	p.loopAt.Store(now.UnixNano())
+	if p.Metrics != nil {
+		p.Metrics.observePoll(st)
+	}
+	return st
+}

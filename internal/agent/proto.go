@@ -1,0 +1,356 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits on what a client may send. HAProxy's agent-send is one short word
+// and its httpchk request a few hundred bytes; anything near these limits is
+// not a health check.
+const (
+	MaxAgentLine   = 256
+	MaxHTTPHead    = 8 << 10
+	maxHTTPHeaders = 64
+	// maxLagLimit bounds ?max_lag= so that its conversion cannot overflow.
+	maxLagLimit = 1e7
+)
+
+// Kind tells the two protocols apart.
+type Kind int
+
+const (
+	KindAgent Kind = iota
+	KindHTTP
+)
+
+// Request is one parsed check.
+type Request struct {
+	Kind Kind
+	Role Role
+	// MaxLag overrides the reader lag limit when positive.
+	MaxLag time.Duration
+	// HTTP only.
+	Method, Path, Proto string
+	// Status, when non-zero, is the HTTP error to answer instead of a
+	// check (400, 404, 405); Problem says why.
+	Status  int
+	Problem string
+}
+
+// Errors that end a connection without an answer.
+var (
+	ErrTooLong    = errors.New("request too long")
+	ErrIncomplete = errors.New("connection closed before a complete request")
+)
+
+// ReadRequest reads one check: an agent line ("writer\n") or an HTTP
+// request head. Requests that cannot be answered sensibly (oversized,
+// truncated, binary garbage) return an error and get no answer.
+func ReadRequest(r *bufio.Reader) (Request, error) {
+	line, err := readLine(r, MaxAgentLine)
+	if errors.Is(err, ErrTooLong) {
+		// Long first lines are still acceptable HTTP request lines.
+		line, err = readRest(r, line, MaxHTTPHead)
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(line) > 0 && !looksHTTP(line) {
+			// agent-send without a line ending, then a half-close.
+			return ParseAgentLine(line), nil
+		}
+		return Request{}, err
+	}
+	if looksHTTP(line) {
+		return readHTTP(r, line)
+	}
+	if len(line) > MaxAgentLine {
+		return Request{}, ErrTooLong
+	}
+	return ParseAgentLine(line), nil
+}
+
+// readLine reads up to and excluding "\n" (and a "\r" before it). It
+// returns the bytes read so far with ErrTooLong past limit, or with io.EOF
+// when the peer closed first.
+func readLine(r *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(line) == 0 {
+				return nil, ErrIncomplete
+			}
+			return line, err
+		}
+		if b == '\n' {
+			return bytes.TrimSuffix(line, []byte{'\r'}), nil
+		}
+		line = append(line, b)
+		if len(line) > limit {
+			return line, ErrTooLong
+		}
+	}
+}
+
+func readRest(r *bufio.Reader, prefix []byte, limit int) ([]byte, error) {
+	rest, err := readLine(r, limit-len(prefix))
+	line := append(prefix, rest...)
+	if err != nil && !errors.Is(err, ErrIncomplete) {
+		return line, err
+	}
+	if errors.Is(err, ErrIncomplete) {
+		return line, io.EOF
+	}
+	return line, nil
+}
+
+// looksHTTP reports whether line is an HTTP/1.x request line.
+func looksHTTP(line []byte) bool {
+	i := bytes.LastIndexByte(line, ' ')
+	return i > 0 && bytes.HasPrefix(line[i+1:], []byte("HTTP/1."))
+}
+
+// ParseAgentLine parses what HAProxy's agent-send sent: a role word,
+// optionally followed by "max_lag=SECONDS" (reader only). Words are
+// separated by spaces, tabs or commas, case-insensitively, like the
+// agent's own reply grammar.
+func ParseAgentLine(line []byte) Request {
+	req := Request{Kind: KindAgent}
+	words := strings.FieldsFunc(strings.ToLower(string(line)), func(r rune) bool {
+		return r == ' ' || r == '\t' || r == ',' || r == '\r'
+	})
+	if len(words) == 0 {
+		req.Problem = errNoRole.Error() + " (set agent-send, e.g. \"writer\\n\")"
+		return req
+	}
+	req.Role = agentRoles[words[0]]
+	if req.Role == RoleUnknown {
+		req.Problem = fmt.Sprintf("unknown role %q", clean(words[0], 32))
+		return req
+	}
+	for _, w := range words[1:] {
+		v, ok := strings.CutPrefix(w, "max_lag=")
+		if !ok {
+			req.Role, req.Problem = RoleUnknown, fmt.Sprintf("unknown option %q", clean(w, 32))
+			return req
+		}
+		d, err := parseLag(v)
+		if err != nil {
+			req.Role, req.Problem = RoleUnknown, err.Error()
+			return req
+		}
+		req.MaxLag = d
+	}
+	return req
+}
+
+var agentRoles = map[string]Role{
+	"writer": RoleWriter, "primary": RoleWriter, "master": RoleWriter, "read-write": RoleWriter,
+	"reader": RoleReader, "replica": RoleReader, "slave": RoleReader,
+	"read-only": RoleReadOnly, "readonly": RoleReadOnly,
+	"health": RoleHealth, "liveness": RoleLiveness, "readiness": RoleReadiness,
+}
+
+var httpPaths = map[string]Role{
+	"/primary": RoleWriter, "/master": RoleWriter, "/read-write": RoleWriter,
+	"/replica": RoleReader, "/read-only": RoleReadOnly,
+	"/health": RoleHealth, "/liveness": RoleLiveness, "/readiness": RoleReadiness,
+	"/metrics": RoleMetrics,
+}
+
+func parseLag(v string) (time.Duration, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(f) || f <= 0 || f > maxLagLimit {
+		return 0, fmt.Errorf("max_lag %q must be a number of seconds above 0", clean(v, 32))
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+// readHTTP parses the request line and skips the headers, bounded in size
+// and count. Bodies are never read: checks have none, and the connection
+// is closed after the answer.
+func readHTTP(r *bufio.Reader, line []byte) (Request, error) {
+	req := Request{Kind: KindHTTP}
+	parts := strings.Split(string(line), " ")
+	if len(parts) != 3 {
+		return req, fmt.Errorf("malformed request line")
+	}
+	req.Method, req.Proto = parts[0], parts[2]
+	if req.Proto != "HTTP/1.0" && req.Proto != "HTTP/1.1" {
+		return req, fmt.Errorf("unsupported protocol")
+	}
+	if !validMethod(req.Method) {
+		return req, fmt.Errorf("malformed method")
+	}
+	size := len(line)
+	for n := 0; ; n++ {
+		h, err := readLine(r, MaxHTTPHead-size)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = ErrIncomplete
+			}
+			return req, err
+		}
+		size += len(h) + 2
+		if len(h) == 0 {
+			break
+		}
+		if n >= maxHTTPHeaders || size > MaxHTTPHead {
+			return req, ErrTooLong
+		}
+	}
+	parseTarget(&req, parts[1])
+	return req, nil
+}
+
+func validMethod(m string) bool {
+	if m == "" || len(m) > 16 {
+		return false
+	}
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func parseTarget(req *Request, target string) {
+	switch req.Method {
+	case "GET", "HEAD", "OPTIONS":
+	default:
+		req.Status, req.Problem = 405, "method not allowed (GET, HEAD, OPTIONS)"
+		return
+	}
+	path, rawQuery, _ := strings.Cut(target, "?")
+	req.Path = path
+	role, ok := httpPaths[path]
+	if !ok {
+		req.Status, req.Problem = 404, "no such check (try /primary, /replica, /read-only, /health, /liveness, /readiness, /metrics)"
+		return
+	}
+	req.Role = role
+	if rawQuery == "" {
+		return
+	}
+	defer func() {
+		if req.Status != 0 {
+			req.Role = RoleUnknown
+		}
+	}()
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		req.Status, req.Problem = 400, "malformed query string"
+		return
+	}
+	for k, vs := range q {
+		if k != "max_lag" || role != RoleReader || len(vs) != 1 {
+			req.Status, req.Problem = 400, fmt.Sprintf("unknown query parameter %q", clean(k, 32))
+			return
+		}
+		d, err := parseLag(vs[0])
+		if err != nil {
+			req.Status, req.Problem = 400, err.Error()
+			return
+		}
+		req.MaxLag = d
+	}
+}
+
+// AgentLine renders an answer in HAProxy's agent-check grammar: health
+// and weight words only (never ready/drain/maint, see the package doc),
+// then a "#" description HAProxy shows in its logs and stats.
+func (a Answer) AgentLine() string {
+	var b strings.Builder
+	switch a.Verdict {
+	case Up, Drain:
+		b.WriteString("up")
+		if a.Weight >= 0 {
+			b.WriteString(" " + strconv.Itoa(a.Weight) + "%")
+		}
+	default:
+		b.WriteString("down")
+	}
+	if r := clean(a.Reason, 160); r != "" {
+		b.WriteString(" #" + a.Verdict.String() + ": " + r)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// HTTPStatus is the status an HTTP check gets: 200 up; 404 drain, which
+// HAProxy's "http-check disable-on-404" turns into a drain (without it, a
+// failed check); 503 down and maint.
+func (a Answer) HTTPStatus() int {
+	switch a.Verdict {
+	case Up:
+		return 200
+	case Drain:
+		return 404
+	}
+	return 503
+}
+
+// JSON renders the short body of an HTTP answer.
+func (a Answer) JSON() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `{"check":%q,"status":%q`, a.Role.String(), a.Verdict.String())
+	if a.Weight >= 0 {
+		fmt.Fprintf(&b, `,"weight":%d`, a.Weight)
+	}
+	if a.Lag != nil {
+		fmt.Fprintf(&b, `,"lag_seconds":%s`, strconv.FormatFloat(a.Lag.Seconds(), 'f', -1, 64))
+	}
+	if a.Age >= 0 {
+		fmt.Fprintf(&b, `,"state_age_seconds":%s`, strconv.FormatFloat(a.Age.Seconds(), 'f', 3, 64))
+	}
+	fmt.Fprintf(&b, `,"reason":%s}`, jsonString(clean(a.Reason, 400)))
+	b.WriteByte('\n')
+	return b.Bytes()
+}
+
+// jsonString quotes printable ASCII (what clean leaves) as a JSON string.
+func jsonString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+var statusText = map[int]string{200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+// WriteHTTP writes one complete response and announces the close.
+func WriteHTTP(w io.Writer, req Request, status int, contentType string, body []byte) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, statusText[status])
+	fmt.Fprintf(&b, "Content-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n", contentType, len(body))
+	if status == 405 || req.Method == "OPTIONS" {
+		b.WriteString("Allow: GET, HEAD, OPTIONS\r\n")
+	}
+	b.WriteString("\r\n")
+	if req.Method != "HEAD" {
+		b.Write(body)
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// errorBody is the JSON of a request that was not a check.
+func errorBody(problem string) []byte {
+	return []byte(`{"status":"error","reason":` + jsonString(clean(problem, 200)) + "}\n")
+}

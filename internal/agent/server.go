@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/config"
+)
+
+// lingerTime bounds the wait for the client's close after the answer was
+// written (see finish).
+const lingerTime = 100 * time.Millisecond
+
+// Server answers checks on any number of listeners, and on single streams
+// (inetd mode), from the Poller's cached state.
+type Server struct {
+	Log     *slog.Logger
+	Poller  *Poller
+	Metrics *Metrics
+
+	files atomic.Pointer[Files]
+	cfg   atomic.Pointer[config.Config]
+	pol   atomic.Pointer[Policy]
+	sem   chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// NewServer builds a server (and its poller) for cfg. max_conns and the
+// listen addresses are fixed for its lifetime; everything else follows
+// SetConfig.
+func NewServer(cfg *config.Config, log *slog.Logger) *Server {
+	s := &Server{Log: log, Metrics: &Metrics{},
+		sem: make(chan struct{}, cfg.Agent.MaxConns), conns: map[net.Conn]struct{}{}}
+	s.SetConfig(cfg)
+	s.Poller = &Poller{Config: s.Config, Log: log, Metrics: s.Metrics}
+	return s
+}
+
+// SetConfig switches to a new configuration (SIGHUP).
+func (s *Server) SetConfig(cfg *config.Config) {
+	pol := PolicyFrom(cfg)
+	s.cfg.Store(cfg)
+	s.pol.Store(&pol)
+	if f := s.files.Load(); f == nil || string(f.dir) != cfg.StateDir {
+		s.files.Store(NewFiles(cfg.StateDir))
+	}
+}
+
+// Config returns the configuration in force.
+func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// Policy returns the answer policy in force.
+func (s *Server) Policy() Policy { return *s.pol.Load() }
+
+// Input gathers what an answer is decided on, as of now.
+func (s *Server) Input(now time.Time) Input {
+	pol := s.pol.Load()
+	files := s.files.Load()
+	in := Input{Poll: s.Poller.Current(), Now: now, LoopAlive: s.Poller.LoopAlive(now, pol.StaleAfter)}
+	in.Maintenance, in.MaintErr = files.Maintenance()
+	in.Outcome, in.OutcomeErr = files.Outcome()
+	return in
+}
+
+// Answer decides one agent or HTTP check.
+func (s *Server) Answer(req Request, now time.Time) Answer {
+	if req.Role == RoleUnknown {
+		return Answer{Role: RoleUnknown, Verdict: Down, Weight: -1, Age: -1, Reason: req.Problem}
+	}
+	return Decide(*s.pol.Load(), req.Role, s.Input(now), req.MaxLag)
+}
+
+// Respond writes the answer to req.
+func (s *Server) Respond(w io.Writer, req Request) error {
+	now := time.Now()
+	if req.Kind == KindAgent {
+		a := s.Answer(req, now)
+		s.Metrics.countCheck(req.Kind, a)
+		_, err := io.WriteString(w, a.AgentLine())
+		return err
+	}
+	switch {
+	case req.Status != 0:
+		return WriteHTTP(w, req, req.Status, "application/json", errorBody(req.Problem))
+	case req.Role == RoleMetrics:
+		body := s.Metrics.Write(s.Input(now), s.Policy())
+		return WriteHTTP(w, req, 200, "text/plain; version=0.0.4; charset=utf-8", body)
+	}
+	a := s.Answer(req, now)
+	s.Metrics.countCheck(req.Kind, a)
+	return WriteHTTP(w, req, a.HTTPStatus(), "application/json", a.JSON())
+}
+
+// Serve accepts connections on l until ctx ends or l is closed.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// EMFILE and friends: wait, as net/http does, instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.Log.Warn("accept failed", "addr", l.Addr().String(), "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		backoff = 0
+		select {
+		case s.sem <- struct{}{}:
+		default:
+			// Over the cap: close at once rather than queue. HAProxy treats
+			// an unreachable agent as "no change".
+			s.Metrics.rejected[rejectLimit].Add(1)
+			c.Close()
+			continue
+		}
+		s.track(c, true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem }()
+			defer s.track(c, false)
+			s.ServeConn(c)
+		}()
+	}
+}
+
+func (s *Server) track(c net.Conn, add bool) {
+	s.mu.Lock()
+	if add {
+		s.conns[c] = struct{}{}
+		s.Metrics.open.Add(1)
+	} else {
+		delete(s.conns, c)
+		s.Metrics.open.Add(-1)
+	}
+	s.mu.Unlock()
+}
+
+// ServeConn answers the one check on c and closes it. The deadline covers
+// the whole exchange, so a slow or silent client costs at most io_timeout.
+func (s *Server) ServeConn(c net.Conn) {
+	defer c.Close()
+	timeout := s.cfg.Load().Agent.IOTimeout.Duration
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	br := bufio.NewReaderSize(c, 512)
+	req, err := ReadRequest(br)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.Metrics.rejected[rejectTimeout].Add(1)
+		} else {
+			s.Metrics.rejected[rejectBad].Add(1)
+		}
+		return
+	}
+	if err := s.Respond(c, req); err != nil {
+		return
+	}
+	if br.Buffered() > 0 {
+		finish(c)
+	}
+}
+
+// finish closes our side for writing and waits briefly for the client's
+// close: closing with unread request bytes (a body, a pipelined request)
+// would send a RST that can destroy the answer before the client read it.
+// HAProxy sends exactly one request, so the common path skips this.
+func finish(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		return
+	}
+	if cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c, 4<<10)
+}
+
+// Shutdown waits up to timeout for the connections being served, then
+// closes what is left. The listeners must be closed already.
+func (s *Server) Shutdown(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(timeout):
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+// ServeStream answers one check read from r and written to w (inetd mode:
+// stdin and stdout). It polls MySQL once first, since nothing is cached.
+func (s *Server) ServeStream(ctx context.Context, r io.Reader, w io.Writer) error {
+	req, err := ReadRequest(bufio.NewReaderSize(r, 512))
+	if err != nil {
+		return err
+	}
+	if req.Role != RoleUnknown && req.Status == 0 {
+		s.Poller.PollOnce(ctx)
+	}
+	return s.Respond(w, req)
+}
