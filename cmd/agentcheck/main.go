@@ -25,8 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alecthomas/kong"
-
 	"github.com/vipguard/vipguard/internal/agent"
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/config"
@@ -53,20 +51,10 @@ type statusCmd struct{}
 
 func main() {
 	var c cmdline
-	parser := kong.Must(&c,
-		kong.Name(prog),
-		kong.Description("Answer HAProxy's agent-check and HTTP health checks for this MySQL/MariaDB node."),
-		kong.UsageOnError(),
-		cli.Vars(),
-	)
-	kctx, err := parser.Parse(os.Args[1:])
-	if err != nil {
-		parser.Errorf("%s", err)
-		os.Exit(cli.ExitUsage)
-	}
+	command := cli.Parse(&c, prog, "Answer HAProxy's agent-check and HTTP health checks for this MySQL/MariaDB node.")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = run(ctx, kctx.Command(), &c, os.Stdin, os.Stdout, os.Stderr)
+	err := run(ctx, command, &c, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, errReported) {
 		cli.Errorf(os.Stderr, prog, "%v", err)
 	}

@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alecthomas/kong"
-
 	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/config"
@@ -65,22 +63,12 @@ func (e *errUnfit) Error() string { return "unfit: " + e.v.Reason }
 
 func main() {
 	var c cmdline
-	parser := kong.Must(&c,
-		kong.Name(prog),
-		kong.Description("Tell keepalived whether this MySQL/MariaDB node is fit to hold the VIP."),
-		kong.UsageOnError(),
-		cli.Vars(),
-	)
-	kctx, err := parser.Parse(os.Args[1:])
-	if err != nil {
-		parser.Errorf("%s", err)
-		os.Exit(cli.ExitUsage)
-	}
+	command := cli.Parse(&c, prog, "Tell keepalived whether this MySQL/MariaDB node is fit to hold the VIP.")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var code int
-	switch kctx.Command() {
+	switch command {
 	case "maint <action>":
 		err := c.Maint.Run(&c.Globals, os.Stdout)
 		if err != nil {

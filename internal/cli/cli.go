@@ -145,3 +145,21 @@ func whoami() string {
 	}
 	return name
 }
+
+// Parse parses os.Args into grammar with the house options and returns the
+// selected command ("maint <action>", ...). A usage error prints
+// "prog: error: ..." with the usage and exits with ExitUsage.
+func Parse(grammar any, prog, description string) string {
+	parser := kong.Must(grammar,
+		kong.Name(prog),
+		kong.Description(description),
+		kong.UsageOnError(),
+		Vars(),
+	)
+	kctx, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		parser.Errorf("%s", err)
+		os.Exit(ExitUsage)
+	}
+	return kctx.Command()
+}
