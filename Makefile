@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/vipguard/vipguard/internal/cli.Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit fuzz demo demo-pair bench bench-failover clean
+.PHONY: all build deps test unit fuzz demo demo-pair bench bench-failover lab-clean clean
 
 all: build
 
@@ -30,8 +30,12 @@ unit:
 fuzz:
 	@sh scripts/fuzz-all.sh $(FUZZTIME)
 
+# One failover on the namespace lab (real MariaDB pair, keepalived, HAProxy,
+# a client writing through the VIP) with a live timeline. Root needed.
 demo: deps build
-	$(GO) run ./tools/pairdemo
+	$(GO) run ./lab/cmd/vglab demo
+
+# mysqlcheck's verdicts on a replicating pair through faults (no namespaces).
 
 demo-pair: deps build
 	$(GO) run ./tools/pairdemo
@@ -43,6 +47,13 @@ bench: deps build
 	$(GO) run ./tools/benchcheck
 	sh scripts/bench-agentcheck.sh 5 4
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/...
+
+# Write-unavailability window per fault scenario (median of 3 runs).
+bench-failover: deps build
+	$(GO) run ./lab/cmd/vglab bench-failover --runs 3
+
+lab-clean:
+	$(GO) run ./lab/cmd/vglab clean
 
 clean:
 	rm -rf bin dist

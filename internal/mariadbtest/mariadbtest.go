@@ -166,11 +166,14 @@ func Launch(ctx context.Context, o Options) (*Server, error) {
 func (s *Server) install(ctx context.Context) error {
 	bin, _ := binary("mariadb-install-db")
 	args := []string{"--no-defaults", "--datadir=" + filepath.Join(s.Dir, "data"),
-		"--auth-root-authentication-method=socket", "--skip-test-db"}
+		"--auth-root-authentication-method=socket", "--skip-test-db",
+		// A starting mariadbd deletes #sql* files in its tmpdir: servers
+		// sharing /tmp break each other's bootstrap.
+		"--tmpdir=" + s.tmpDir()}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
-	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
 		return err
 	}
 	ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -182,6 +185,8 @@ func (s *Server) install(ctx context.Context) error {
 	return nil
 }
 
+func (s *Server) tmpDir() string { return filepath.Join(s.Dir, "tmp") }
+
 // Args returns the mariadbd command line for this server.
 func (s *Server) Args() []string {
 	o := s.Opts
@@ -189,6 +194,7 @@ func (s *Server) Args() []string {
 		"--datadir=" + filepath.Join(s.Dir, "data"),
 		"--socket=" + s.Socket,
 		"--pid-file=" + filepath.Join(s.Dir, "mysqld.pid"),
+		"--tmpdir=" + s.tmpDir(),
 		"--log-error=" + filepath.Join(s.Dir, "error.log"),
 		"--bind-address=" + o.BindAddress,
 		"--port=" + strconv.Itoa(o.Port),
@@ -379,36 +385,57 @@ func (s *Server) WaitReplicating(ctx context.Context, limit time.Duration) error
 	return fmt.Errorf("server %d: replication not running after %s (IO=%q SQL=%q %s)", s.Opts.ServerID, limit, io, sqlT, lastErr)
 }
 
-// SyncWith waits until this server has applied everything src has written
-// (its gtid_binlog_pos), using MASTER_GTID_WAIT with a bound.
+// SyncWith waits until this server has applied everything src has in its
+// binlog: per GTID domain, this server's gtid_binlog_pos (log_slave_updates)
+// reaches src's. MASTER_GTID_WAIT is no use here: it only looks at
+// gtid_slave_pos, which never holds a node's own writes coming back.
 func (s *Server) SyncWith(ctx context.Context, src *Server, limit time.Duration) error {
-	sdb, err := src.RootDB()
-	if err != nil {
-		return err
+	deadline := time.Now().Add(limit)
+	for {
+		want, err := src.Query(ctx, "SELECT @@gtid_binlog_pos")
+		if err != nil {
+			return err
+		}
+		have, err := s.Query(ctx, "SELECT @@gtid_binlog_pos")
+		if err != nil {
+			return err
+		}
+		if gtidCovers(have, want) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server %d did not reach %q within %s (at %q)", s.Opts.ServerID, want, limit, have)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	defer sdb.Close()
-	var pos string
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = sdb.QueryRowContext(qctx, "SELECT @@gtid_binlog_pos").Scan(&pos)
-	cancel()
-	if err != nil {
-		return err
+}
+
+// gtidCovers reports whether MariaDB GTID list have is at or past want in
+// every domain of want.
+func gtidCovers(have, want string) bool {
+	seqs := func(list string) map[string]uint64 {
+		m := map[string]uint64{}
+		for _, g := range strings.Split(list, ",") {
+			parts := strings.Split(strings.TrimSpace(g), "-")
+			if len(parts) != 3 {
+				continue
+			}
+			n, _ := strconv.ParseUint(parts[2], 10, 64)
+			m[parts[0]] = n
+		}
+		return m
 	}
-	db, err := s.RootDB()
-	if err != nil {
-		return err
+	h := seqs(have)
+	for dom, n := range seqs(want) {
+		if h[dom] < n {
+			return false
+		}
 	}
-	defer db.Close()
-	qctx, cancel = context.WithTimeout(ctx, limit+5*time.Second)
-	defer cancel()
-	var res sql.NullInt64
-	if err := db.QueryRowContext(qctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos, limit.Seconds()).Scan(&res); err != nil {
-		return err
-	}
-	if !res.Valid || res.Int64 != 0 {
-		return fmt.Errorf("server %d did not reach %q within %s", s.Opts.ServerID, pos, limit)
-	}
-	return nil
+	return true
 }
 
 func scanOne(ctx context.Context, db *sql.DB, q string, into map[string]string) error {

@@ -1,0 +1,387 @@
+// Command vglab runs vipguard's failover lab for people: "demo" builds the
+// lab, kills mysqld on the VIP holder under write load and prints a live
+// timeline (who holds the VIP, writes per second, the current gap, what
+// keepalived, notify and mysqlcheck on each node decided and why), then a
+// summary; "bench-failover" prints the write-unavailability window of each
+// fault scenario (median of several runs); "clean" removes labs left behind
+// by killed runs. Everything is torn down on exit, also on Ctrl-C.
+//
+// It must run as root from inside the source tree (it builds the binaries
+// it runs), e.g. go run ./lab/cmd/vglab demo.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/vipguard/vipguard/lab"
+)
+
+const prog = "vglab"
+
+type cmdline struct {
+	Demo  demoCmd  `cmd:"" help:"Run one failover (kill -9 of the VIP holder's mysqld under writes) with a live timeline."`
+	Bench benchCmd `cmd:"" name:"bench-failover" help:"Print the write-unavailability window of each fault scenario (median of N runs)."`
+	Clean cleanCmd `cmd:"" help:"Remove labs left behind by killed runs."`
+}
+
+type common struct {
+	Notify bool `help:"Run cmd/notify from keepalived instead of the lab's read_only-toggling stand-in (needs cmd/notify)."`
+}
+
+type demoCmd struct {
+	common
+	Fault string `default:"kill" enum:"kill,freeze,maintenance,keepalived-stop,link-cut,partition" help:"Fault to inject (${enum})."`
+}
+
+type benchCmd struct {
+	common
+	Runs   int      `default:"3" help:"Runs per scenario."`
+	Faults []string `default:"kill,freeze,maintenance,keepalived-stop,link-cut,partition" help:"Scenarios to run."`
+}
+
+type cleanCmd struct{}
+
+func main() {
+	var c cmdline
+	parser := kong.Must(&c, kong.Name(prog), kong.Description("vipguard's failover lab: demo and failover benchmark."), kong.UsageOnError())
+	kctx, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		parser.Errorf("%s", err)
+		os.Exit(80)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch kctx.Command() {
+	case "demo":
+		err = demo(ctx, &c.Demo, os.Stdout)
+	case "bench-failover":
+		err = bench(ctx, &c.Bench, os.Stdout)
+	case "clean":
+		var cleaned []string
+		cleaned, err = lab.CleanStale()
+		fmt.Printf("cleaned %d stale lab(s) %v\n", len(cleaned), cleaned)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: error: %v\n", prog, err)
+		os.Exit(1)
+	}
+}
+
+// startLab starts the lab and tears it down when ctx ends (Ctrl-C) even
+// while a step that does not watch ctx is running.
+func startLab(ctx context.Context, o common, w io.Writer, t0 time.Time) (*lab.Lab, func(), error) {
+	var mu sync.Mutex
+	logf := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
+	}
+	logf("starting the lab (build, namespaces, mariadb pair, keepalived, haproxy)")
+	l, err := lab.Start(ctx, lab.Options{Notify: o.Notify, Logf: logf})
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			logf("interrupted: tearing down")
+			l.Close()
+		case <-done:
+		}
+	}()
+	return l, func() {
+		close(done)
+		if err := l.Close(); err != nil {
+			logf("teardown: %v", err)
+		} else {
+			logf("lab torn down")
+		}
+	}, nil
+}
+
+func demo(ctx context.Context, c *demoCmd, w io.Writer) error {
+	t0 := time.Now()
+	f, _ := lab.FaultByName(c.Fault)
+	l, closeLab, err := startLab(ctx, c.common, w, t0)
+	if err != nil {
+		return err
+	}
+	defer closeLab()
+
+	var mu sync.Mutex
+	var load *lab.Load
+	printf := func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
+	}
+	fmt.Fprintf(w, "\nTimeline: VIP holder, writes/s through VIP+HAProxy, current gap without a successful write,\n"+
+		"then per node: keepalived state, read_only, mysqlcheck's verdict. Events (!) as they happen.\n\n")
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watch(wctx, l, printf, func() *lab.Load { mu.Lock(); defer mu.Unlock(); return load })
+	}()
+	res, err := l.RunFailover(ctx, f, lab.Hooks{
+		Phase:       func(m string) { printf("! %s", m) },
+		LoadStarted: func(ld *lab.Load) { mu.Lock(); load = ld; mu.Unlock() },
+	})
+	stopWatch()
+	<-watched
+
+	fmt.Fprintf(w, "\nSummary (%s, stand-in notify that only toggles read_only%s):\n", f.Desc, map[bool]string{true: " replaced by cmd/notify"}[c.Notify])
+	if res.From != "" {
+		fmt.Fprintf(w, "  VIP moved %s → %s %.2fs after the fault; writes succeeded on %s %.2fs after it\n",
+			res.From, res.To, res.VIPMoved.Seconds(), res.To, res.WritesBack.Seconds())
+		fmt.Fprintf(w, "  write-unavailability window: %.2fs (through the VIP %.2fs, through HAProxy %.2fs)\n",
+			res.MaxGap.Seconds(), res.VIPGap.Seconds(), res.ProxyGap.Seconds())
+		fmt.Fprintf(w, "  acknowledged writes: %d; idle connections at the end: %v\n", res.Acked, res.Idle)
+		fmt.Fprintf(w, "  samples with both nodes writable: %d of %d (recovery %d of %d)\n",
+			len(res.Sampler.BothWritable), res.Sampler.Samples, len(res.RecoverySampler.BothWritable), res.RecoverySampler.Samples)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "  VERIFICATION FAILED: %v\n", err)
+		return err
+	}
+	fmt.Fprintf(w, "  verified: every acknowledged write is on both nodes, tables identical, replication running both ways, one VIP\n\n")
+	return nil
+}
+
+var kaEvent = regexp.MustCompile(`Entering \w+ STATE|removing VIPs|setting VIPs|Script .* now returning \d+|received priority 0`)
+
+// watch prints a status line about twice a second and every new
+// keepalived/notify event, until ctx ends.
+func watch(ctx context.Context, l *lab.Lab, printf func(string, ...any), load func() *lab.Load) {
+	tails := map[string]*tailer{}
+	for _, n := range []string{"db1", "db2"} {
+		node := l.Node(n)
+		tails[n+" keepalived"] = &tailer{path: filepath.Join(node.Dir, "keepalived.log"), match: kaEvent}
+		tails[n+" notify"] = &tailer{path: node.NotifyLog}
+	}
+	for _, t := range tails {
+		t.skip() // only what happens from now on
+	}
+	var lastOK int64
+	lastT := time.Now()
+	lastVerdict := map[string]string{}
+	for range 10000 { // bounded: ~80 minutes at the slowest
+		if ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		st := l.Snapshot(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		rate, gap := "-", "-"
+		if ld := load(); ld != nil && time.Since(time.Unix(0, int64(ld.Last().T*1e9))) < time.Second {
+			e := ld.Last()
+			ok := e.OK["vip"] + e.OK["proxy"]
+			if lastOK > 0 {
+				rate = strconv.Itoa(int(float64(ok-lastOK) / time.Since(lastT).Seconds()))
+			}
+			lastOK, lastT = ok, time.Now()
+			gap = fmt.Sprintf("%.2fs", e.Gap)
+		}
+		names := []string{"db1 keepalived", "db1 notify", "db2 keepalived", "db2 notify"}
+		for _, k := range names {
+			for _, line := range tails[k].next() {
+				printf("! %s: %s", k, line)
+			}
+		}
+		for _, n := range []string{"db1", "db2"} {
+			c := st.Check[n]
+			v := verdictKey(c)
+			if v != lastVerdict[n] {
+				printf("! %s mysqlcheck: %s", n, c)
+				lastVerdict[n] = v
+			}
+		}
+		holder := st.Holder
+		if holder == "" {
+			holder = "none"
+		}
+		printf("VIP=%-4s writes/s=%-5s gap=%-6s | db1 %-7s ro=%-3s %s | db2 %-7s ro=%-3s %s",
+			holder, rate, gap,
+			st.Keepalived["db1"], st.ReadOnly["db1"], short(st.Check["db1"]),
+			st.Keepalived["db2"], st.ReadOnly["db2"], short(st.Check["db2"]))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(max(0, 500*time.Millisecond-time.Since(start))):
+		}
+	}
+}
+
+var digits = regexp.MustCompile(`[0-9.]+(ms|µs|s)\b`)
+
+// verdictKey ignores numbers that change every run (lag, durations).
+func verdictKey(c lab.CheckResult) string {
+	return strconv.Itoa(c.Exit) + digits.ReplaceAllString(c.Line, "")
+}
+
+func short(c lab.CheckResult) string {
+	s := strings.TrimPrefix(c.Line, "mysqlcheck: ")
+	if i := strings.IndexByte(s, ':'); i > 0 && c.Exit != 0 {
+		s = "UNFIT" + s[i:]
+	}
+	if len(s) > 38 {
+		s = s[:38] + "…"
+	}
+	return s
+}
+
+// tailer returns the lines appended to a file since the last call.
+type tailer struct {
+	path  string
+	off   int64
+	match *regexp.Regexp
+}
+
+func (t *tailer) skip() {
+	if fi, err := os.Stat(t.path); err == nil {
+		t.off = fi.Size()
+	}
+}
+
+func (t *tailer) next() []string {
+	f, err := os.Open(t.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(t.off, io.SeekStart); err != nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil
+	}
+	end := strings.LastIndexByte(string(b), '\n')
+	if end < 0 {
+		return nil
+	}
+	t.off += int64(end + 1)
+	var out []string
+	for _, line := range strings.Split(string(b[:end]), "\n") {
+		if t.match != nil && !t.match.MatchString(line) {
+			continue
+		}
+		out = append(out, kaTime.ReplaceAllString(notifyTime(line), ""))
+	}
+	return out
+}
+
+// kaTime is keepalived's own timestamp on console log lines.
+var kaTime = regexp.MustCompile(`^\w{3} \w{3} +\d+ [\d:]+ \d{4}: `)
+
+// notifyTime drops the stand-in notify's epoch timestamp (the timeline has
+// its own clock).
+func notifyTime(line string) string {
+	if i := strings.IndexByte(line, ' '); i > 0 {
+		if _, err := strconv.ParseFloat(line[:i], 64); err == nil {
+			return line[i+1:]
+		}
+	}
+	return line
+}
+
+func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
+	if c.Runs < 1 || c.Runs > 50 {
+		return fmt.Errorf("--runs %d: want 1-50", c.Runs)
+	}
+	var faults []lab.Fault
+	for _, name := range c.Faults {
+		f, ok := lab.FaultByName(name)
+		if !ok {
+			return fmt.Errorf("unknown scenario %q", name)
+		}
+		faults = append(faults, f)
+	}
+	t0 := time.Now()
+	l, closeLab, err := startLab(ctx, c.common, w, t0)
+	if err != nil {
+		return err
+	}
+	defer closeLab()
+	type row struct {
+		f                              lab.Fault
+		gap, vipGap, proxyGap, vipMove []time.Duration
+		both, bothRecovery, failed     int
+		errs                           []string
+	}
+	var rows []*row
+	for _, f := range faults {
+		r := &row{f: f}
+		rows = append(rows, r)
+		for i := range c.Runs {
+			res, err := l.RunFailover(ctx, f, lab.Hooks{})
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(w, "[%6.1fs] run %d/%d %s\n", time.Since(t0).Seconds(), i+1, c.Runs, res)
+			if err != nil {
+				r.failed++
+				r.errs = append(r.errs, err.Error())
+				fmt.Fprintf(w, "           verification failed: %v\n%s\n", err, l.Diagnostics())
+				if rerr := l.Recover(ctx, 90*time.Second); rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				if res.MaxGap == 0 {
+					continue
+				}
+			}
+			r.gap = append(r.gap, res.MaxGap)
+			r.vipGap = append(r.vipGap, res.VIPGap)
+			r.proxyGap = append(r.proxyGap, res.ProxyGap)
+			r.vipMove = append(r.vipMove, res.VIPMoved)
+			if len(res.Sampler.BothWritable) > 0 {
+				r.both++
+			}
+			if len(res.RecoverySampler.BothWritable) > 0 {
+				r.bothRecovery++
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nWrite-unavailability window per fault, median of %d run(s) (keepalived advert_int 1, vrrp_script interval 1 fall 2 rise 2;\n"+
+		"notify: %s). Figures, not assertions.\n\n", c.Runs, map[bool]string{false: "lab stand-in toggling read_only", true: "cmd/notify"}[c.Notify])
+	fmt.Fprintf(w, "%-16s %9s %9s %9s %10s %14s %10s %7s\n", "fault", "window", "via VIP", "via proxy", "VIP moved",
+		"both writable", "(recovery)", "failed")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-16s %8.2fs %8.2fs %8.2fs %9.2fs %10d/%d run %8d/%d %5d/%d\n", r.f.Name,
+			median(r.gap).Seconds(), median(r.vipGap).Seconds(), median(r.proxyGap).Seconds(), median(r.vipMove).Seconds(),
+			r.both, len(r.gap), r.bothRecovery, len(r.gap), r.failed, c.Runs)
+	}
+	fmt.Fprintf(w, "\n(window = longest time without any successful write, both paths merged; both writable = runs in which\n"+
+		"the sampler saw two nodes with read_only=OFF during the failover, or while the fault was undone)\n")
+	return nil
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

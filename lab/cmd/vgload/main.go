@@ -1,0 +1,411 @@
+// Command vgload is the failover lab's client: run inside the lab's client
+// namespace (ip netns exec), it writes through the VIP and through HAProxy
+// with unique keys, records every acknowledged write, measures the longest
+// window without a successful write, holds idle long-lived connections, and
+// runs a slow autocommit statement on demand.
+//
+// It reads commands on stdin ("slow SECONDS", "stop"; EOF means stop) and
+// prints one JSON object per line on stdout: "tick" events while it runs, a
+// "slow" event per slow statement, and a final "summary". The acknowledged
+// keys go to --acked, one per line, when it stops.
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/vipguard/vipguard/lab/loadev"
+)
+
+type options struct {
+	vip, proxy    string
+	user, pwFile  string
+	db, runID     string
+	writers       int
+	idleVIP       int
+	idleProxy     int
+	pause, tick   time.Duration
+	stmtTimeout   time.Duration
+	maxDuration   time.Duration
+	ackedFile     string
+	password      string
+	connectTimout time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.vip, "vip", "", "VIP address host:port (writes path \"vip\")")
+	flag.StringVar(&o.proxy, "proxy", "", "HAProxy writer address host:port (writes path \"proxy\")")
+	flag.StringVar(&o.user, "user", "app", "MySQL user")
+	flag.StringVar(&o.pwFile, "password-file", "", "file holding the MySQL password")
+	flag.StringVar(&o.db, "db", "vgtest", "database holding lab_writes")
+	flag.StringVar(&o.runID, "run-id", "", "prefix of every key (unique per run)")
+	flag.IntVar(&o.writers, "writers", 1, "writers per path")
+	flag.IntVar(&o.idleVIP, "idle-vip", 0, "idle connections held through the VIP")
+	flag.IntVar(&o.idleProxy, "idle-proxy", 0, "idle connections held through HAProxy")
+	flag.DurationVar(&o.pause, "pause", 10*time.Millisecond, "pause between a writer's writes")
+	flag.DurationVar(&o.tick, "tick", 250*time.Millisecond, "interval of tick events")
+	flag.DurationVar(&o.stmtTimeout, "stmt-timeout", time.Second, "deadline of each write")
+	flag.DurationVar(&o.connectTimout, "connect-timeout", 500*time.Millisecond, "dial deadline")
+	flag.DurationVar(&o.maxDuration, "max-duration", 10*time.Minute, "stop after this long whatever happens")
+	flag.StringVar(&o.ackedFile, "acked", "", "write acknowledged keys here on stop")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintf(os.Stderr, "vgload: error: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
+
+// stats is shared by the writers; all fields under mu.
+type stats struct {
+	mu          sync.Mutex
+	ok, errs    map[string]int64
+	server      map[string]int
+	lastErr     map[string]string
+	lastOK      time.Time
+	pathLastOK  map[string]time.Time
+	maxGap      time.Duration
+	maxGapStart time.Time
+	pathMaxGap  map[string]time.Duration
+	acked       []string
+}
+
+func newStats() *stats {
+	return &stats{ok: map[string]int64{}, errs: map[string]int64{}, server: map[string]int{},
+		lastErr: map[string]string{}, pathLastOK: map[string]time.Time{}, pathMaxGap: map[string]time.Duration{}}
+}
+
+func (s *stats) success(path, key string, serverID int, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ok[path]++
+	s.server[path] = serverID
+	s.acked = append(s.acked, key)
+	if !s.lastOK.IsZero() && at.Sub(s.lastOK) > s.maxGap {
+		s.maxGap, s.maxGapStart = at.Sub(s.lastOK), s.lastOK
+	}
+	if at.After(s.lastOK) {
+		s.lastOK = at
+	}
+	if l := s.pathLastOK[path]; !l.IsZero() && at.Sub(l) > s.pathMaxGap[path] {
+		s.pathMaxGap[path] = at.Sub(l)
+	}
+	if at.After(s.pathLastOK[path]) {
+		s.pathLastOK[path] = at
+	}
+}
+
+func (s *stats) failure(path string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errs[path]++
+	s.lastErr[path] = oneLine(err.Error())
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 160 {
+		s = s[:160]
+	}
+	return s
+}
+
+func (s *stats) event(typ string) loadev.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := loadev.Event{Type: typ, T: now(), OK: map[string]int64{}, Err: map[string]int64{}, Server: map[string]int{},
+		LastErr: map[string]string{}, PathMaxGap: map[string]float64{}}
+	for k, v := range s.ok {
+		e.OK[k] = v
+	}
+	for k, v := range s.errs {
+		e.Err[k] = v
+	}
+	for k, v := range s.server {
+		e.Server[k] = v
+	}
+	for k, v := range s.lastErr {
+		e.LastErr[k] = v
+	}
+	gap, maxGap, start := time.Duration(0), s.maxGap, s.maxGapStart
+	if !s.lastOK.IsZero() {
+		gap = time.Since(s.lastOK)
+		if gap > maxGap { // an open window counts too
+			maxGap, start = gap, s.lastOK
+		}
+	}
+	e.Gap, e.MaxGap = gap.Seconds(), maxGap.Seconds()
+	if !start.IsZero() {
+		e.MaxGapStart = float64(start.UnixNano()) / 1e9
+	}
+	for k, v := range s.pathMaxGap {
+		e.PathMaxGap[k] = v.Seconds()
+	}
+	e.Acked = len(s.acked)
+	return e
+}
+
+type output struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (o *output) emit(e loadev.Event) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_ = o.enc.Encode(e)
+}
+
+func (o options) dsn(addr string) (string, error) {
+	c := mysql.NewConfig()
+	c.User, c.Passwd = o.user, o.password
+	c.Net, c.Addr, c.DBName = "tcp", addr, o.db
+	c.Timeout = o.connectTimout
+	c.ReadTimeout = o.stmtTimeout + 10*time.Second // the context is the real bound
+	c.WriteTimeout = o.stmtTimeout + 10*time.Second
+	c.InterpolateParams = true
+	return c.FormatDSN(), nil
+}
+
+func run(o options) error {
+	if o.vip == "" && o.proxy == "" {
+		return errors.New("give --vip and/or --proxy")
+	}
+	if o.runID == "" {
+		o.runID = strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	if o.pwFile != "" {
+		b, err := os.ReadFile(o.pwFile)
+		if err != nil {
+			return fmt.Errorf("reading password: %w", err)
+		}
+		o.password = strings.TrimSpace(string(b))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.maxDuration)
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	out := &output{enc: json.NewEncoder(os.Stdout)}
+	st := newStats()
+	paths := map[string]string{}
+	if o.vip != "" {
+		paths["vip"] = o.vip
+	}
+	if o.proxy != "" {
+		paths["proxy"] = o.proxy
+	}
+
+	// Idle connections first, so they are old by the time a fault hits.
+	var idle []*idleConn
+	for path, n := range map[string]int{"vip": o.idleVIP, "proxy": o.idleProxy} {
+		for i := 0; i < n && paths[path] != ""; i++ {
+			c, err := openIdle(ctx, o, paths[path])
+			if err != nil {
+				out.emit(loadev.Event{Type: "error", T: now(), Msg: fmt.Sprintf("idle connection %s/%d: %v", path, i, err)})
+				continue
+			}
+			idle = append(idle, c)
+		}
+	}
+
+	wctx, wcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for path, addr := range paths {
+		dsn, _ := o.dsn(addr)
+		for w := range o.writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				writer(wctx, o, dsn, path, fmt.Sprintf("%s-%s-%d", o.runID, path, w), st)
+			}()
+		}
+	}
+
+	// Commands on stdin.
+	cmds := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			cmds <- strings.TrimSpace(sc.Text())
+		}
+		close(cmds)
+	}()
+	var slowWG sync.WaitGroup
+	ticker := time.NewTicker(o.tick)
+	defer ticker.Stop()
+	slowSeq := 0
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-ticker.C:
+			out.emit(st.event("tick"))
+		case c, ok := <-cmds:
+			if !ok || c == "stop" {
+				break loop
+			}
+			if secs, found := strings.CutPrefix(c, "slow "); found {
+				n, err := strconv.ParseFloat(strings.TrimSpace(secs), 64)
+				if err != nil || n <= 0 || n > 60 {
+					out.emit(loadev.Event{Type: "error", T: now(), Msg: fmt.Sprintf("bad command %q", c)})
+					continue
+				}
+				slowSeq++
+				key := fmt.Sprintf("%s-slow-%d", o.runID, slowSeq)
+				addr := o.vip
+				if addr == "" {
+					addr = o.proxy
+				}
+				slowWG.Add(1)
+				go func() {
+					defer slowWG.Done()
+					out.emit(slow(ctx, o, addr, key, n, st))
+				}()
+				continue
+			}
+			out.emit(loadev.Event{Type: "error", T: now(), Msg: fmt.Sprintf("unknown command %q", c)})
+		}
+	}
+	wcancel()
+	wg.Wait()
+	slowWG.Wait()
+
+	sum := st.event("summary")
+	sum.Idle = map[string]int{}
+	for _, c := range idle {
+		sum.Idle[c.probe()]++
+		c.close()
+	}
+	if o.ackedFile != "" {
+		st.mu.Lock()
+		data := strings.Join(st.acked, "\n")
+		st.mu.Unlock()
+		if err := os.WriteFile(o.ackedFile, []byte(data+"\n"), 0o644); err != nil {
+			return fmt.Errorf("writing acked keys: %w", err)
+		}
+	}
+	out.emit(sum)
+	return nil
+}
+
+// writer inserts one row per iteration with a key never used before, so a
+// write whose acknowledgement was lost is never retried under the same key.
+func writer(ctx context.Context, o options, dsn, path, keyPrefix string, st *stats) {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		st.failure(path, err)
+		return
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	// Bounded even when the lab forgets to stop it: max-duration / pause.
+	limit := int(o.maxDuration/o.pause) + 1
+	for seq := 0; seq < limit && ctx.Err() == nil; seq++ {
+		key := fmt.Sprintf("%s-%d", keyPrefix, seq)
+		sctx, cancel := context.WithTimeout(ctx, o.stmtTimeout)
+		var id int
+		err := db.QueryRowContext(sctx, "SELECT @@server_id").Scan(&id)
+		if err == nil {
+			_, err = db.ExecContext(sctx, "INSERT INTO lab_writes (k, path, server_id) VALUES (?, ?, @@server_id)", key, path)
+		}
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			st.failure(path, err)
+			// A failed connection must not be reused: drop the pool's.
+			db.SetMaxIdleConns(0)
+			db.SetMaxIdleConns(1)
+		} else {
+			st.success(path, key, id, time.Now())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(o.pause):
+		}
+	}
+}
+
+// slow runs one autocommit INSERT ... SELECT that sleeps n seconds.
+func slow(ctx context.Context, o options, addr, key string, n float64, st *stats) loadev.Event {
+	dsn, _ := o.dsn(addr)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return loadev.Event{Type: "slow", T: now(), Msg: err.Error()}
+	}
+	defer db.Close()
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(n*float64(time.Second))+10*time.Second)
+	defer cancel()
+	var id int
+	err = db.QueryRowContext(sctx, "SELECT @@server_id").Scan(&id)
+	if err == nil {
+		_, err = db.ExecContext(sctx, "INSERT INTO lab_writes (k, path, server_id) SELECT ?, 'slow', @@server_id FROM DUAL WHERE SLEEP(?) = 0", key, n)
+	}
+	e := loadev.Event{Type: "slow", T: now(), Took: time.Since(start).Seconds()}
+	if err != nil {
+		e.Msg = oneLine(err.Error())
+		return e
+	}
+	st.success("slow", key, id, time.Now())
+	e.OKSlow, e.Msg = true, key
+	return e
+}
+
+type idleConn struct {
+	db   *sql.DB
+	conn *sql.Conn
+}
+
+func openIdle(ctx context.Context, o options, addr string) (*idleConn, error) {
+	dsn, _ := o.dsn(addr)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := db.Conn(cctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &idleConn{db: db, conn: c}, nil
+}
+
+// probe says which server the connection still reaches, or "dead".
+func (c *idleConn) probe() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var id int
+	if err := c.conn.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		return "dead"
+	}
+	return strconv.Itoa(id)
+}
+
+func (c *idleConn) close() {
+	c.conn.Close()
+	c.db.Close()
+}

@@ -1,0 +1,116 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// The fault injectors. Each does one thing to one node and returns; the
+// scenarios decide what to wait for. Recover undoes all of them.
+
+// KillMySQL ends mariadbd on a node with SIGKILL (a crash).
+func (l *Lab) KillMySQL(name string) { l.Nodes[name].DB.Kill() }
+
+// FreezeMySQL stops mariadbd with SIGSTOP: connections are accepted by the
+// kernel but nothing answers, the failure a naive check hangs on.
+func (l *Lab) FreezeMySQL(name string) error { return l.Nodes[name].DB.Freeze() }
+
+// ThawMySQL resumes a frozen mariadbd.
+func (l *Lab) ThawMySQL(name string) error { return l.Nodes[name].DB.Thaw() }
+
+// StartMySQL starts mariadbd again on its datadir if it is not running
+// (read_only=ON from its startup options; replication restarts by itself).
+func (l *Lab) StartMySQL(ctx context.Context, name string) error {
+	s := l.Nodes[name].DB
+	if !s.Exited() {
+		return nil
+	}
+	return s.Start(ctx)
+}
+
+// CrashKeepalived SIGKILLs keepalived on a node: no priority-0 advert, the
+// VIP stays configured on the node although nobody manages it.
+func (l *Lab) CrashKeepalived(name string) { l.Nodes[name].keepalived.kill() }
+
+// CutLink takes a node off the network (its switch port goes down).
+func (l *Lab) CutLink(ctx context.Context, name string) error { return l.Net.Cut(ctx, name) }
+
+// Partition isolates a node while its link stays up.
+func (l *Lab) Partition(ctx context.Context, name string) error { return l.Net.Partition(ctx, name) }
+
+// HealLink puts a node back on the network.
+func (l *Lab) HealLink(ctx context.Context, name string) error { return l.Net.Heal(ctx, name) }
+
+// StopReplicaThread stops the replica's SQL_THREAD or IO_THREAD on a node.
+func (l *Lab) StopReplicaThread(ctx context.Context, name, thread string) error {
+	if thread != "SQL_THREAD" && thread != "IO_THREAD" {
+		return fmt.Errorf("unknown replica thread %q", thread)
+	}
+	return l.Nodes[name].DB.Exec(ctx, "STOP SLAVE "+thread)
+}
+
+// SetReplicationDelay makes a node apply its source's events delay late
+// (MASTER_DELAY); 0 removes the delay.
+func (l *Lab) SetReplicationDelay(ctx context.Context, name string, delay time.Duration) error {
+	return l.Nodes[name].DB.Exec(ctx, "STOP SLAVE",
+		"CHANGE MASTER TO MASTER_DELAY="+strconv.Itoa(int(delay.Seconds())), "START SLAVE")
+}
+
+// Maintenance turns the node's maintenance flag on or off with mysqlcheck's
+// own switch, as an operator would.
+func (l *Lab) Maintenance(ctx context.Context, name string, on bool, reason string) error {
+	args := []string{"maint", "off"}
+	if on {
+		args = []string{"maint", "on", "--reason", reason}
+	}
+	if r := l.Mysqlcheck(ctx, name, args...); r.Exit != 0 {
+		return fmt.Errorf("mysqlcheck %v on %s: %s", args, name, r)
+	}
+	return nil
+}
+
+// Recover undoes every fault on both nodes (thaw, start mysqld, heal links,
+// maintenance off, replication running without delay, keepalived running)
+// and waits for the clean state. It does not move the VIP back: with
+// nopreempt it stays where the last failover put it.
+func (l *Lab) Recover(ctx context.Context, limit time.Duration) error {
+	var errs []error
+	for _, name := range []string{"db1", "db2"} {
+		_ = l.ThawMySQL(name)
+		if err := l.HealLink(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.StartMySQL(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.Maintenance(ctx, name, false, ""); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, name := range []string{"db1", "db2"} {
+		st, err := l.ReplicationStatus(ctx, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if st["SQL_Delay"] != "0" && st["SQL_Delay"] != "" {
+			if err := l.SetReplicationDelay(ctx, name, 0); err != nil {
+				errs = append(errs, err)
+			}
+		} else if st["Slave_IO_Running"] == "No" || st["Slave_SQL_Running"] != "Yes" {
+			if err := l.Nodes[name].DB.Exec(ctx, "START SLAVE"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := l.StartKeepalived(name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("recovering the lab: %w", err)
+	}
+	return l.WaitStable(ctx, limit)
+}

@@ -1,0 +1,497 @@
+// Package lab is vipguard's failover lab: real MariaDB, keepalived and
+// HAProxy on one machine, in network namespaces the lab creates, under
+// injected faults. It is the project's end-to-end test suite (lab_test.go,
+// run with VIPGUARD_LAB=1), its demo and its failover benchmark
+// (lab/cmd/vglab).
+//
+// Topology: namespaces <prefix>-db1, -db2, -proxy, -client, each with one
+// veth into a bridge that lives in its own namespace (<prefix>-sw), so the
+// root namespace's network is never touched. Addresses are from 192.0.2.0/24
+// only. keepalived and HAProxy run from the example files in examples/,
+// templated for paths and interface names only, so the lab proves them.
+//
+// Every run lives under /run/vglab/<prefix>, a root-owned 0755 chain as
+// keepalived's enable_script_security requires; Close removes it all, and
+// CleanStale removes what a killed run left behind.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/vipguard/vipguard/internal/mariadbtest"
+)
+
+// Options tune Start.
+type Options struct {
+	// Notify runs cmd/notify (issue 4) from keepalived instead of the lab's
+	// stand-in that only toggles read_only. Start fails if cmd/notify does
+	// not exist.
+	Notify bool
+	// Logf receives progress lines; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// Node is one database host: mariadbd, keepalived and a vipguard config.
+type Node struct {
+	Name, Peer string // "db1", "db2"
+	Addr       string
+	DB         *mariadbtest.Server
+	Dir        string // the node's run directory
+	Config     string // vipguard.toml
+	StateDir   string
+	NotifyLog  string // lines written by the stand-in notify
+	kaConf     string
+	keepalived *proc
+}
+
+// Lab is one running lab.
+type Lab struct {
+	Opts   Options
+	Net    *Net
+	Root   string // source tree
+	Dir    string // /run/vglab/<prefix>
+	Bin    string // built binaries
+	Nodes  map[string]*Node
+	Proxy  struct{ Config, StatsSock, Log string }
+	haprox *proc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (l *Lab) logf(format string, args ...any) {
+	if l.Opts.Logf != nil {
+		l.Opts.Logf(format, args...)
+	}
+}
+
+// Node returns db1 or db2.
+func (l *Lab) Node(name string) *Node { return l.Nodes[name] }
+
+// Other returns the peer of name.
+func (l *Lab) Other(name string) *Node { return l.Nodes[l.Nodes[name].Peer] }
+
+// Preflight says why a lab cannot start here, nil when it can.
+func Preflight() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root (network namespaces, keepalived, HAProxy)")
+	}
+	var missing []string
+	for _, b := range []string{"ip", "keepalived", "haproxy", "mariadb", "timeout"} {
+		if _, err := lookPath(b); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing programs: %s (apt-get install iproute2 keepalived haproxy mariadb-server)", strings.Join(missing, ", "))
+	}
+	if err := mariadbtest.Available(); err != nil {
+		return err
+	}
+	probe := fmt.Sprintf("vgprobe%d", os.Getpid()%100000)
+	if _, err := run(context.Background(), "ip", "netns", "add", probe); err != nil {
+		return fmt.Errorf("cannot create network namespaces: %w", err)
+	}
+	_, _ = run(context.Background(), "ip", "netns", "del", probe)
+	return nil
+}
+
+func lookPath(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
+		p := filepath.Join(d, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+// Start builds the binaries and brings the whole lab up: network, the
+// replicating pair, keepalived on both nodes (db1 ends up holding the VIP)
+// and HAProxy. On any error everything started so far is torn down.
+func Start(ctx context.Context, o Options) (l *Lab, err error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(RunRoot, 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(RunRoot, 0o755); err != nil {
+		return nil, err
+	}
+	if cleaned, err := CleanStale(); err != nil {
+		return nil, fmt.Errorf("cleaning stale labs %v: %w", cleaned, err)
+	} else if len(cleaned) > 0 && o.Logf != nil {
+		o.Logf("lab: cleaned stale labs %v", cleaned)
+	}
+	prefix, err := pickPrefix()
+	if err != nil {
+		return nil, err
+	}
+	l = &Lab{Opts: o, Net: &Net{Prefix: prefix}, Root: root, Dir: filepath.Join(RunRoot, prefix),
+		Nodes: map[string]*Node{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	l.Bin = filepath.Join(l.Dir, "bin")
+	for _, d := range []string{l.Bin, filepath.Join(l.Dir, "proxy"), filepath.Join(l.Dir, "client")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return l, err
+		}
+	}
+	start := time.Now()
+	if err := build(ctx, root, l.Bin, o.Notify); err != nil {
+		return l, err
+	}
+	if err := os.WriteFile(filepath.Join(l.Bin, "naive-notify"), []byte(naiveNotify), 0o755); err != nil {
+		return l, err
+	}
+	l.logf("lab %s: built binaries in %s (%s)", prefix, l.Bin, time.Since(start).Round(time.Millisecond))
+	if err := l.Net.Setup(ctx); err != nil {
+		return l, err
+	}
+	if err := l.startDatabases(ctx); err != nil {
+		return l, err
+	}
+	l.logf("lab %s: mariadb pair replicating (%s)", prefix, time.Since(start).Round(time.Millisecond))
+	for _, n := range []*Node{l.Nodes["db1"], l.Nodes["db2"]} {
+		if err := l.writeNodeConfig(n); err != nil {
+			return l, err
+		}
+	}
+	// db1 first, alone, so it deterministically becomes the first holder.
+	if err := l.StartKeepalived("db1"); err != nil {
+		return l, err
+	}
+	if err := l.WaitHolder(ctx, "db1", 30*time.Second); err != nil {
+		return l, fmt.Errorf("%w\n%s", err, l.Diagnostics())
+	}
+	if err := l.StartKeepalived("db2"); err != nil {
+		return l, err
+	}
+	if err := l.startHAProxy(ctx); err != nil {
+		return l, err
+	}
+	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
+		return l, fmt.Errorf("%w\n%s", err, l.Diagnostics())
+	}
+	l.logf("lab %s: up, db1 holds the VIP (%s)", prefix, time.Since(start).Round(time.Millisecond))
+	return l, nil
+}
+
+func (l *Lab) startDatabases(ctx context.Context) error {
+	opts := func(name string, id uint32) mariadbtest.Options {
+		dir := filepath.Join(l.Dir, name)
+		return mariadbtest.Options{ServerID: id, DomainID: id, BindAddress: "0.0.0.0", Host: hostAddr[name],
+			Port: MySQLPort, Wrap: l.Net.Wrap(name), Dir: dir}
+	}
+	for _, name := range []string{"db1", "db2"} {
+		if err := os.MkdirAll(filepath.Join(l.Dir, name, "state"), 0o755); err != nil {
+			return err
+		}
+	}
+	// Not mariadbtest.NewPair: its two installs run in parallel, and a
+	// bootstrapping mariadbd deletes every #sql* file in its tmpdir, including
+	// the other bootstrap's (seen here: "Unknown table 'mysql.tmp_user_sys'").
+	// So: one at a time, and a private tmpdir per server, away from the
+	// servers other tests start with the default /tmp.
+	var servers []*mariadbtest.Server
+	for _, name := range []string{"db1", "db2"} {
+		tmp := filepath.Join(l.Dir, name, "tmp")
+		if err := os.MkdirAll(tmp, 0o755); err != nil {
+			return err
+		}
+		o := opts(name, uint32(len(servers)+1))
+		o.ReadOnly = true
+		o.Args = []string{"--tmpdir=" + tmp}
+		s, err := launchWithTmpdir(ctx, o, tmp)
+		if err != nil {
+			return fmt.Errorf("starting mariadbd on %s: %w", name, err)
+		}
+		servers = append(servers, s)
+		// Recorded at once so Close destroys it whatever fails next.
+		l.Nodes[name] = &Node{Name: name, DB: s}
+	}
+	a, b := servers[0], servers[1]
+	if err := a.ReplicateFrom(ctx, b); err != nil {
+		return err
+	}
+	if err := b.ReplicateFrom(ctx, a); err != nil {
+		return err
+	}
+	for _, n := range []struct {
+		name, peer string
+		s          *mariadbtest.Server
+	}{{"db1", "db2", a}, {"db2", "db1", b}} {
+		dir := filepath.Join(l.Dir, n.name)
+		l.Nodes[n.name] = &Node{Name: n.name, Peer: n.peer, Addr: hostAddr[n.name], DB: n.s, Dir: dir,
+			Config: filepath.Join(dir, "vipguard.toml"), StateDir: filepath.Join(dir, "state"),
+			NotifyLog: filepath.Join(dir, "notify.log"), kaConf: filepath.Join(dir, "keepalived.conf")}
+		// HAProxy's mysql-check account (examples/haproxy), local to each node.
+		if err := n.s.Exec(ctx, "SET SESSION sql_log_bin=0", "CREATE USER 'haproxy_check'@'"+ProxyAddr+"'"); err != nil {
+			return err
+		}
+	}
+	// The lab's table is created once on db1 and replicates to db2.
+	if err := a.Exec(ctx, "CREATE TABLE vgtest.lab_writes (id BIGINT AUTO_INCREMENT PRIMARY KEY, "+
+		"k VARCHAR(96) NOT NULL UNIQUE, path VARCHAR(8) NOT NULL, server_id INT NOT NULL, "+
+		"ts DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))"); err != nil {
+		return err
+	}
+	return b.SyncWith(ctx, a, 20*time.Second)
+}
+
+// tmpdirMu serialises the TMPDIR switch: mariadb-install-db takes its
+// tmpdir from the environment only.
+var tmpdirMu sync.Mutex
+
+func launchWithTmpdir(ctx context.Context, o mariadbtest.Options, tmp string) (*mariadbtest.Server, error) {
+	tmpdirMu.Lock()
+	defer tmpdirMu.Unlock()
+	old, had := os.LookupEnv("TMPDIR")
+	os.Setenv("TMPDIR", tmp)
+	defer func() {
+		if had {
+			os.Setenv("TMPDIR", old)
+		} else {
+			os.Unsetenv("TMPDIR")
+		}
+	}()
+	return mariadbtest.Launch(ctx, o)
+}
+
+// writeNodeConfig writes the node's vipguard.toml (checked by mysqlcheck
+// as monitoring user over the socket, credentials in an option file) and
+// its keepalived.conf from the example.
+func (l *Lab) writeNodeConfig(n *Node) error {
+	cnf := filepath.Join(n.Dir, "client.cnf")
+	if err := os.WriteFile(cnf, fmt.Appendf(nil, "[client]\nuser = %s\npassword = \"%s\"\nsocket = %s\n",
+		mariadbtest.CheckUser, mariadbtest.CheckPassword, n.DB.Socket), 0o600); err != nil {
+		return err
+	}
+	toml := fmt.Sprintf(`# vipguard config of lab node %s (written by the lab)
+state_dir = %q
+
+[mysql]
+socket = %q
+defaults_file = %q
+
+[peer]
+host = %q
+port = %d
+
+[vip]
+address = %q
+`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP)
+	if err := os.WriteFile(n.Config, []byte(toml), 0o644); err != nil {
+		return err
+	}
+	ex, err := readExample(l.Root, "keepalived/keepalived.conf")
+	if err != nil {
+		return err
+	}
+	// Until cmd/notify exists, a stand-in that only toggles read_only
+	// emulates what most installations run today (issue 4).
+	notify := fmt.Sprintf(`notify "%s %s %s"`, filepath.Join(l.Bin, "naive-notify"), n.DB.Socket, n.NotifyLog)
+	if l.Opts.Notify {
+		notify = fmt.Sprintf(`notify "%s -c %s"`, filepath.Join(l.Bin, "notify"), n.Config)
+	}
+	conf, err := RenderKeepalived(ex, KeepalivedParams{Self: n.Name, Peer: n.Peer, Interface: l.Net.IfName(n.Name),
+		Mysqlcheck: filepath.Join(l.Bin, "mysqlcheck"), Config: n.Config, NotifyLine: notify})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(n.kaConf, conf, 0o644)
+}
+
+// StartKeepalived starts (or restarts) keepalived on a node, VRRP only,
+// foreground, logging to <node>/keepalived.log.
+func (l *Lab) StartKeepalived(name string) error {
+	n := l.Nodes[name]
+	if n.keepalived.running() {
+		return nil
+	}
+	bin, err := lookPath("keepalived")
+	if err != nil {
+		return err
+	}
+	argv := append(l.Net.Wrap(name), bin, "-n", "-l", "-D", "-G", "-P",
+		"-f", n.kaConf,
+		"-p", filepath.Join(n.Dir, "keepalived.pid"),
+		"-r", filepath.Join(n.Dir, "keepalived-vrrp.pid"),
+		"-c", filepath.Join(n.Dir, "keepalived-checkers.pid"))
+	p, err := startProc("keepalived "+name, argv, filepath.Join(n.Dir, "keepalived.log"))
+	if err != nil {
+		return err
+	}
+	n.keepalived = p
+	return nil
+}
+
+// StopKeepalived stops keepalived cleanly (SIGTERM): it releases the VIP
+// and runs notify STOP.
+func (l *Lab) StopKeepalived(name string) {
+	l.Nodes[name].keepalived.stop(10 * time.Second)
+}
+
+// KeepalivedRunning reports whether keepalived runs on name.
+func (l *Lab) KeepalivedRunning(name string) bool { return l.Nodes[name].keepalived.running() }
+
+var stateRE = regexp.MustCompile(`Entering (MASTER|BACKUP|FAULT) STATE`)
+
+// KeepalivedState is the last VRRP state keepalived logged on the node
+// ("STOPPED" when it does not run, "INIT" before its first transition).
+func (l *Lab) KeepalivedState(name string) string {
+	n := l.Nodes[name]
+	if !n.keepalived.running() {
+		return "STOPPED"
+	}
+	b, err := os.ReadFile(filepath.Join(n.Dir, "keepalived.log"))
+	if err != nil {
+		return "UNKNOWN"
+	}
+	// Only what this run of keepalived logged.
+	if i := strings.LastIndex(string(b), "=== "); i >= 0 {
+		b = b[i:]
+	}
+	m := stateRE.FindAllSubmatch(b, -1)
+	if len(m) == 0 {
+		return "INIT"
+	}
+	return string(m[len(m)-1][1])
+}
+
+func (l *Lab) startHAProxy(ctx context.Context) error {
+	dir := filepath.Join(l.Dir, "proxy")
+	l.Proxy.Config = filepath.Join(dir, "haproxy.cfg")
+	l.Proxy.StatsSock = filepath.Join(dir, "admin.sock")
+	l.Proxy.Log = filepath.Join(dir, "haproxy.log")
+	ex, err := readExample(l.Root, "haproxy/haproxy.cfg")
+	if err != nil {
+		return err
+	}
+	cfg, err := RenderHAProxy(ex, l.Proxy.StatsSock)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(l.Proxy.Config, cfg, 0o644); err != nil {
+		return err
+	}
+	bin, err := lookPath("haproxy")
+	if err != nil {
+		return err
+	}
+	if out, err := run(ctx, bin, "-c", "-f", l.Proxy.Config); err != nil {
+		return fmt.Errorf("haproxy rejects the example config: %w\n%s", err, out)
+	}
+	p, err := startProc("haproxy", append(l.Net.Wrap("proxy"), bin, "-db", "-f", l.Proxy.Config), l.Proxy.Log)
+	if err != nil {
+		return err
+	}
+	l.haprox = p
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := l.HAProxyServers(); err == nil && st["mysql_writer/vip"] == "UP" {
+			return nil
+		}
+		if !p.running() {
+			return fmt.Errorf("haproxy exited at start:\n%s", tailFile(l.Proxy.Log, 20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, err := l.HAProxyServers()
+	return fmt.Errorf("haproxy writer backend not UP within 15s (%v %v):\n%s", st, err, tailFile(l.Proxy.Log, 20))
+}
+
+// tailFile returns the last n lines of a file.
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Diagnostics returns the tails of every log, for a failed test.
+func (l *Lab) Diagnostics() string {
+	var b strings.Builder
+	for _, name := range []string{"db1", "db2"} {
+		n := l.Nodes[name]
+		if n == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "--- %s keepalived.log\n%s\n", name, tailFile(filepath.Join(n.Dir, "keepalived.log"), 25))
+		if l.Opts.Notify {
+			fmt.Fprintf(&b, "--- %s state/outcome.json (cmd/notify)\n%s\n", name, tailFile(filepath.Join(n.StateDir, "outcome.json"), 15))
+		} else {
+			fmt.Fprintf(&b, "--- %s notify.log\n%s\n", name, tailFile(n.NotifyLog, 10))
+		}
+		fmt.Fprintf(&b, "--- %s mariadbd error log\n%s\n", name, n.DB.ErrorLog(10))
+	}
+	if l.Proxy.Log != "" {
+		fmt.Fprintf(&b, "--- haproxy.log\n%s\n", tailFile(l.Proxy.Log, 10))
+	}
+	return b.String()
+}
+
+// Close tears everything down: daemons, servers, namespaces, the run
+// directory. It is safe to call more than once and from a signal handler.
+func (l *Lab) Close() error {
+	l.closeOnce.Do(func() {
+		var errs []error
+		l.haprox.stop(3 * time.Second)
+		for _, n := range l.Nodes {
+			n.keepalived.stop(3 * time.Second)
+		}
+		for _, n := range l.Nodes {
+			if n.DB != nil {
+				n.DB.Destroy()
+			}
+		}
+		if l.Net != nil {
+			if err := l.Net.Teardown(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if l.Dir != "" {
+			if err := os.RemoveAll(l.Dir); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}
+
+func init() {
+	// The driver logs dropped connections to stderr; in the lab they are
+	// the expected result of the faults.
+	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
+}

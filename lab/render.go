@@ -1,0 +1,89 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Paths in the example files that the lab replaces with its own. Every one
+// must be present in the examples: if an example changes so that one is
+// gone, rendering fails instead of silently running something else.
+const (
+	exampleMysqlcheck = "/usr/libexec/vipguard/mysqlcheck"
+	exampleConfig     = "/etc/vipguard/vipguard.toml"
+	exampleNotifyLine = `#notify "/usr/libexec/vipguard/notify -c /etc/vipguard/vipguard.toml"`
+	exampleStatsSock  = "/run/haproxy/admin.sock"
+)
+
+// KeepalivedParams are what differs between the example and a lab node.
+type KeepalivedParams struct {
+	Self, Peer string // "db1"/"db2"
+	Interface  string
+	Mysqlcheck string // path of the mysqlcheck binary
+	Config     string // vipguard.toml of this node
+	// NotifyLine replaces the commented notify placeholder; "" keeps it
+	// commented out.
+	NotifyLine string
+}
+
+// RenderKeepalived turns the example keepalived.conf into one node's file.
+func RenderKeepalived(example []byte, p KeepalivedParams) ([]byte, error) {
+	s := string(example)
+	self, peer := hostAddr[p.Self], hostAddr[p.Peer]
+	if self == "" || peer == "" {
+		return nil, fmt.Errorf("unknown nodes %q/%q", p.Self, p.Peer)
+	}
+	var err error
+	need := func(old, new string) {
+		if err != nil {
+			return
+		}
+		if !strings.Contains(s, old) {
+			err = fmt.Errorf("example keepalived.conf no longer contains %q: update the lab with it", old)
+			return
+		}
+		s = strings.ReplaceAll(s, old, new)
+	}
+	// The example is db1's file; on db2 the two unicast addresses swap.
+	need("unicast_src_ip "+DB1Addr, "unicast_src_ip @SELF@")
+	need("unicast_peer {\n        "+DB2Addr, "unicast_peer {\n        @PEER@")
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "@SELF@", self), "@PEER@", peer)
+	need(exampleMysqlcheck, p.Mysqlcheck)
+	if p.NotifyLine != "" {
+		need(exampleNotifyLine, p.NotifyLine)
+	}
+	need(exampleConfig, p.Config)
+	if err != nil {
+		return nil, err
+	}
+	ifRE := regexp.MustCompile(`\b(interface|dev) eth0\b`)
+	if !ifRE.MatchString(s) {
+		return nil, fmt.Errorf("example keepalived.conf names no interface eth0")
+	}
+	s = ifRE.ReplaceAllString(s, "${1} "+p.Interface)
+	return []byte(s), nil
+}
+
+// RenderHAProxy turns the example haproxy.cfg into the lab's: only the stats
+// socket moves into the run directory (the addresses are the lab's already).
+func RenderHAProxy(example []byte, statsSock string) ([]byte, error) {
+	s := string(example)
+	for _, must := range []string{exampleStatsSock, VIP + ":3306", DB1Addr + ":3306", DB2Addr + ":3306",
+		fmt.Sprintf("bind %s:%d", ProxyAddr, WriterPort), fmt.Sprintf("bind %s:%d", ProxyAddr, ReaderPort)} {
+		if !strings.Contains(s, must) {
+			return nil, fmt.Errorf("example haproxy.cfg no longer contains %q: update the lab with it", must)
+		}
+	}
+	return []byte(strings.ReplaceAll(s, exampleStatsSock, statsSock)), nil
+}
+
+func readExample(root, rel string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(root, "examples", rel))
+	if err != nil {
+		return nil, fmt.Errorf("reading example: %w", err)
+	}
+	return b, nil
+}

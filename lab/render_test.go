@@ -1,0 +1,115 @@
+package lab
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func examples(t *testing.T, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "examples", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The lab runs the example files with only addresses, interface names and
+// paths changed: check exactly that, on the real files.
+func TestRenderKeepalived(t *testing.T) {
+	ex := examples(t, "keepalived/keepalived.conf")
+	p := KeepalivedParams{Self: "db2", Peer: "db1", Interface: "vg0001-db2",
+		Mysqlcheck: "/run/vglab/vg0001/bin/mysqlcheck", Config: "/run/vglab/vg0001/db2/vipguard.toml",
+		NotifyLine: `notify "/run/vglab/vg0001/bin/notify -c /run/vglab/vg0001/db2/vipguard.toml"`}
+	got, err := RenderKeepalived(ex, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(got)
+	for _, want := range []string{
+		"unicast_src_ip 192.0.2.12\n", "unicast_peer {\n        192.0.2.11\n",
+		"interface vg0001-db2\n", "192.0.2.100/24 dev vg0001-db2\n",
+		`script "/run/vglab/vg0001/bin/mysqlcheck -c /run/vglab/vg0001/db2/vipguard.toml"`,
+		"\n    " + p.NotifyLine + "\n",
+		"enable_script_security", "script_user root", "init_fail", "nopreempt", "weight 0", "advert_int 1", "interval 1",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("rendered keepalived.conf lacks %q", want)
+		}
+	}
+	for _, gone := range []string{exampleMysqlcheck, "/etc/vipguard", "eth0", "192.0.2.11\n    unicast_peer"} {
+		if strings.Contains(s, gone) {
+			t.Errorf("rendered keepalived.conf still contains %q", gone)
+		}
+	}
+	// Nothing else changed: same line count, and every line either equal or
+	// one of the substituted ones.
+	el, gl := strings.Split(string(ex), "\n"), strings.Split(s, "\n")
+	if len(el) != len(gl) {
+		t.Fatalf("line count changed: %d → %d", len(el), len(gl))
+	}
+	changed := 0
+	for i := range el {
+		if el[i] != gl[i] {
+			changed++
+		}
+	}
+	if changed != 6 { // src, peer, interface, dev, script, notify
+		t.Errorf("%d lines changed, want 6", changed)
+	}
+
+	// Without a notify line the placeholder stays commented out.
+	p.NotifyLine = ""
+	got, err = RenderKeepalived(ex, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), "\n    #notify \"/usr/libexec/vipguard/notify -c "+p.Config+"\"\n") {
+		t.Error("notify placeholder not kept when no notify is asked for")
+	}
+
+	// An example that lost a substitution target is an error, not a
+	// silently different lab.
+	if _, err := RenderKeepalived([]byte(strings.ReplaceAll(string(ex), exampleMysqlcheck, "/bin/true")), p); err == nil {
+		t.Error("rendering an example without mysqlcheck succeeded")
+	}
+}
+
+func TestRenderHAProxy(t *testing.T) {
+	ex := examples(t, "haproxy/haproxy.cfg")
+	got, err := RenderHAProxy(ex, "/run/vglab/vg0001/proxy/admin.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(got)
+	if !strings.Contains(s, "stats socket /run/vglab/vg0001/proxy/admin.sock ") || strings.Contains(s, exampleStatsSock) {
+		t.Error("stats socket not moved")
+	}
+	if strings.Count(s, "\n") != strings.Count(string(ex), "\n") {
+		t.Error("line count changed")
+	}
+	// HAProxy itself accepts the file, where it is installed.
+	if bin, err := lookPath("haproxy"); err == nil {
+		f := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(f, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "-c", "-f", f).CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c rejects the example: %v\n%s", err, out)
+		}
+	}
+}
+
+func TestNamespacePattern(t *testing.T) {
+	for name, want := range map[string]bool{
+		"vg0042-db1": true, "vg0042-sw": true, "vg9999-client": true,
+		"vg42-db1": false, "vg0042-db3": false, "xvg0042-db1": false, "vg0042-db1x": false,
+	} {
+		if got := nsPattern.MatchString(name); got != want {
+			t.Errorf("nsPattern(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
