@@ -1,0 +1,150 @@
+// Command notify makes a keepalived VIP move safe for a MySQL/MariaDB
+// active/passive pair. keepalived runs it on every state change:
+//
+//	notify "/usr/bin/vipguard-notify -c /etc/vipguard/vipguard.toml"
+//
+// and appends INSTANCE|GROUP NAME STATE PRIORITY. BACKUP, FAULT, STOP and
+// DELETED fence this node (writes stopped, client threads killed, final
+// position recorded, stale VIP clients reset, replication verified); MASTER
+// fences the peer, waits until this node has caught up, and opens writes
+// (see internal/fence). "notify fifo PATH" reads keepalived's notify_fifo
+// instead, in order. Every step is logged with its duration on stderr, or
+// to syslog when stderr is /dev/null (as keepalived runs scripts); the
+// outcome is written to state_dir.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/vipguard/vipguard/internal/cli"
+	"github.com/vipguard/vipguard/internal/fence"
+	"github.com/vipguard/vipguard/internal/tcpreset"
+)
+
+const prog = "notify"
+
+// Exit codes. keepalived ignores them; they are for operators, tests and
+// wrappers.
+const (
+	exitOK          = cli.ExitOK
+	exitFailed      = cli.ExitFailed // fence or promotion failed
+	exitConfig      = cli.ExitConfig // configuration could not be loaded
+	exitRefused     = 3              // promotion refused: gate not met (reliability first) or maintenance; node read-only
+	exitSuperseded  = 4              // a newer event (or the peer's fence) took over; node not opened
+	exitInterrupted = 5              // a signal stopped a promotion; node left read-only
+	exitUsage       = cli.ExitUsage
+)
+
+type cmdline struct {
+	cli.Globals
+	DryRun  bool     `help:"Print the plan and every SQL statement it would run; change nothing."`
+	Verbose bool     `short:"v" help:"Also log every SQL statement."`
+	Event   eventCmd `cmd:"" default:"withargs" help:"Handle one keepalived event (the default): INSTANCE|GROUP NAME STATE PRIORITY."`
+	FIFO    fifoCmd  `cmd:"" name:"fifo" help:"Read keepalived's notify_fifo (notify_fifo_script appends the FIFO path)."`
+}
+
+type eventCmd struct {
+	Args []string `arg:"" name:"event" help:"INSTANCE|GROUP NAME STATE [PRIORITY], as keepalived passes them."`
+}
+
+type fifoCmd struct {
+	Path string `arg:"" name:"fifo" help:"The FIFO keepalived writes events to."`
+}
+
+func main() {
+	var c cmdline
+	command := cli.Parse(&c, prog, "Fence or promote this MySQL/MariaDB node on a keepalived state change.")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, &c, command, os.Stdout, os.Stderr)
+	if err != nil && !errors.Is(err, fence.ErrSuperseded) {
+		cli.Errorf(os.Stderr, prog, "%v", err)
+	}
+	os.Exit(exitCode(err))
+}
+
+// run loads the configuration and handles the event(s).
+func run(ctx context.Context, c *cmdline, command string, stdout, stderr io.Writer) error {
+	cfg, err := c.Load()
+	if err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if c.Verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(logDestination(stderr), &slog.HandlerOptions{Level: level})).With("prog", prog)
+	eng := &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: stdout, ResetClients: tcpreset.Reset}
+	if command == "fifo <fifo>" {
+		return runFIFO(ctx, eng, c.FIFO.Path)
+	}
+	ev, err := fence.ParseArgs(c.Event.Args)
+	if err != nil {
+		return &usageError{err}
+	}
+	return handleOne(ctx, eng, ev)
+}
+
+func handleOne(ctx context.Context, eng *fence.Engine, ev fence.Event) error {
+	if !eng.Relevant(ev) {
+		eng.Log.Info("event for another instance: ignored", "instance", ev.Name, "want", eng.Cfg.Notify.Instance)
+		return nil
+	}
+	gen, err := eng.Bump(ctx, ev)
+	if err != nil {
+		return err
+	}
+	return eng.Handle(ctx, ev, gen)
+}
+
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// exitCode is the one place mapping run's result to the process status.
+func exitCode(err error) int {
+	var ce *cli.ConfigError
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ce):
+		return exitConfig
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, fence.ErrSuperseded), errors.Is(err, fence.ErrPreempted):
+		return exitSuperseded
+	case errors.Is(err, fence.ErrGateNotMet), errors.Is(err, fence.ErrRefused):
+		return exitRefused
+	case errors.Is(err, fence.ErrInterrupted):
+		return exitInterrupted
+	}
+	return exitFailed
+}
+
+// runFIFO serves keepalived's notify_fifo. The FIFO is opened read-write
+// so that keepalived closing and reopening it (reload) is no EOF.
+func runFIFO(ctx context.Context, eng *fence.Engine, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("fifo %q: %w", path, err)
+	}
+	if st.Mode()&os.ModeNamedPipe == 0 {
+		return fmt.Errorf("%q is not a FIFO", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("opening fifo %q: %w", path, err)
+	}
+	defer f.Close()
+	eng.Log.Info("reading notify_fifo", "fifo", path)
+	return eng.ServeFIFO(ctx, f)
+}

@@ -1,0 +1,493 @@
+package fence
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/state"
+)
+
+// fenceReport is what a server fence found and did.
+type fenceReport struct {
+	Version  probe.Version
+	Position probe.Position
+	Killed   int // KILLs sent
+	Rounds   int // processlist reads
+}
+
+// spareSet is the set of our own connection ids, shared by the two
+// goroutines of a fence.
+type spareSet struct {
+	mu  sync.Mutex
+	ids map[uint64]bool
+}
+
+func (s *spareSet) add(id uint64) { s.mu.Lock(); s.ids[id] = true; s.mu.Unlock() }
+func (s *spareSet) snapshot() map[uint64]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[uint64]bool, len(s.ids))
+	for k := range s.ids {
+		m[k] = true
+	}
+	return m
+}
+
+// fenceServer stops all writes on one server (local, or the peer over TCP)
+// and returns its final position. read_only is set on one connection,
+// retried under a 1 s lock_wait_timeout, while a second connection kills
+// every client thread, so the SET never waits behind the very statement that
+// must die. It returns once read_only is confirmed, every client thread
+// present when it took effect is gone, and the server's own position has
+// not moved over the stable window. ctx bounds all of it.
+func (e *Engine) fenceServer(ctx context.Context, db *sql.DB, where string) (fenceReport, error) {
+	var rep fenceReport
+	killConn, err := db.Conn(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("connecting to %s: %w", where, err)
+	}
+	defer killConn.Close()
+	pr := probe.Prober{Q: killConn, QueryTimeout: e.Cfg.MySQL.QueryTimeout.Duration}
+	v, _, err := pr.Version(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", where, err)
+	}
+	rep.Version = v
+	ka := e.admin(killConn, v, where)
+	spare := &spareSet{ids: map[uint64]bool{}}
+	id, err := ka.ConnectionID(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", where, err)
+	}
+	spare.add(id)
+
+	// Attempts repeat until read_only is confirmed after the kills: a
+	// promotion racing on that server may have opened writes meanwhile
+	// (its connection is killed here, so it cannot do so twice).
+	for attempt := 1; ; attempt++ {
+		ok, err := e.fenceAttempt(ctx, db, v, ka, spare, where, &rep)
+		if err != nil {
+			return rep, err
+		}
+		if ok {
+			break
+		}
+		e.Log.Warn("read_only found off after the kills; fencing again", "server", where, "attempt", attempt)
+	}
+	prev, err := ka.Position(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("%s: reading position: %w", where, err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return rep, fmt.Errorf("%s: fence stopped with the position still moving (last %s): %w", where, prev, context.Cause(ctx))
+		case <-time.After(e.Cfg.Notify.StableWindow.Duration):
+		}
+		cur, err := ka.Position(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("%s: reading position: %w", where, err)
+		}
+		if samePosition(v, prev, cur) || e.DryRun {
+			rep.Position = cur
+			return rep, nil
+		}
+		e.Log.Warn("own position moved after read_only; killing again", "server", where, "was", prev, "now", cur)
+		prev = cur
+		if threads, err := ka.Processlist(ctx); err == nil {
+			sp := spare.snapshot()
+			for _, t := range threads {
+				if t.Client(sp, e.Cfg.Notify.ExemptUsers) && !e.peerFencer(t) {
+					_ = ka.Kill(ctx, t.ID)
+					rep.Killed++
+				}
+			}
+		}
+	}
+}
+
+// fenceAttempt sets read_only on one connection while killing client
+// threads on another, until read_only took and every client thread present
+// at that moment is gone; then it reports whether read_only is (still) on.
+func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, ka *probe.Admin, spare *spareSet, where string, rep *fenceReport) (bool, error) {
+	roDone := make(chan error, 1)
+	roCtx, roCancel := context.WithCancel(ctx)
+	defer roCancel()
+	start := time.Now()
+	go func() { roDone <- e.setReadOnlyLoop(roCtx, db, v, where, spare) }()
+
+	// Killer: this goroutine.
+	roOn := false
+	var mustGo map[uint64]bool // client threads present when read_only took
+	for {
+		if !roOn {
+			select {
+			case err := <-roDone:
+				if err != nil {
+					return false, err
+				}
+				roOn = true
+				e.Log.Info("read_only is on", "server", where, "took", time.Since(start).Round(time.Microsecond))
+			default:
+			}
+		}
+		threads, err := ka.Processlist(ctx)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", where, err)
+		}
+		rep.Rounds++
+		sp := spare.snapshot()
+		var clients []probe.Thread
+		for _, t := range threads {
+			if t.Client(sp, e.Cfg.Notify.ExemptUsers) && !e.peerFencer(t) {
+				clients = append(clients, t)
+			}
+		}
+		if roOn && mustGo == nil {
+			mustGo = map[uint64]bool{}
+			for _, t := range clients {
+				mustGo[t.ID] = true
+			}
+		}
+		remaining := 0
+		for _, t := range clients {
+			if mustGo == nil || mustGo[t.ID] {
+				remaining++
+			}
+		}
+		if roOn && remaining == 0 {
+			if len(clients) > 0 {
+				// Sessions opened after read_only took cannot write (SUPER
+				// users aside, and the stable-position check below
+				// catches those); they are killed but not waited for.
+				e.Log.Info("new sessions keep arriving; killed, not waited for", "server", where, "count", len(clients))
+			}
+			break
+		}
+		for _, t := range clients {
+			if t.Command != "Killed" {
+				e.Log.Info("killing client thread", "server", where, "id", t.ID, "user", t.User,
+					"host", t.Host, "command", t.Command, "time", t.Time, "state", t.State, "info", t.Info)
+			}
+			if err := ka.Kill(ctx, t.ID); err != nil {
+				// One failing KILL never stops the others.
+				e.Log.Warn("kill failed", "server", where, "id", t.ID, "err", err)
+			}
+			rep.Killed++
+		}
+		if e.DryRun {
+			// Nothing was killed or set: one round is the whole plan.
+			if !roOn {
+				if err := <-roDone; err != nil {
+					return false, err
+				}
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("%s: fence stopped with %d client threads still there: %w", where, remaining, context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	// Verify: read_only on, and no own writes over the stable window.
+	ro, sro, err := ka.ReadOnly(ctx)
+	if err != nil {
+		return false, fmt.Errorf("%s: confirming read_only: %w", where, err)
+	}
+	if !e.DryRun && (!ro || (v.Flavor == probe.MySQL && v.AtLeast(5, 7, 8) && !sro)) {
+		return false, nil
+	}
+	return true, nil
+}
+
+// peerFencer reports whether t is the peer's notify fencing this server
+// (peer.user over TCP from peer.host). Both fences run at once in every
+// failover (the old writer's BACKUP, the new one's MASTER); killing each
+// other's connections would only make both start over. Local sessions of
+// the same account (a promotion running here) are not spared: the peer's
+// fence must end them.
+func (e *Engine) peerFencer(t probe.Thread) bool {
+	p := e.Cfg.Peer
+	if p.Host == "" || t.User != p.User {
+		return false
+	}
+	host, _, err := net.SplitHostPort(t.Host)
+	if err != nil || host == "localhost" || host == "" {
+		return false
+	}
+	want, perr := netip.ParseAddr(p.Host)
+	if perr != nil {
+		return true // a host name: any TCP session of the peer's account
+	}
+	got, err := netip.ParseAddr(host)
+	return err == nil && got.Unmap() == want.Unmap()
+}
+
+// samePosition compares what only this server's own writes move: its own
+// GTIDs when known (replicated events from the peer keep being logged with
+// log_slave_updates), else the binlog coordinates.
+func samePosition(v probe.Version, a, b probe.Position) bool {
+	if v.Flavor == probe.MariaDB || a.GTID != "" {
+		return a.Own == b.Own
+	}
+	if a.Binlog == nil || b.Binlog == nil {
+		return a.Binlog == nil && b.Binlog == nil
+	}
+	return *a.Binlog == *b.Binlog
+}
+
+// setReadOnlyLoop sets read_only on its own connection, retrying after
+// lock-wait timeouts and reconnecting if the connection is lost (another
+// fence may have killed it).
+func (e *Engine) setReadOnlyLoop(ctx context.Context, db *sql.DB, v probe.Version, where string, spare *spareSet) error {
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: setting read_only: %w (last error: %v)", where, context.Cause(ctx), lastErr)
+		}
+		err := func() error {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			a := e.admin(c, v, where)
+			id, err := a.ConnectionID(ctx)
+			if err != nil {
+				return err
+			}
+			spare.add(id)
+			if err := a.SetLockWaitTimeout(ctx); err != nil {
+				return err
+			}
+			for {
+				err := a.SetReadOnly(ctx, true, 2500*time.Millisecond)
+				if !errors.Is(err, probe.ErrLockWait) {
+					return err
+				}
+				e.Log.Info("read_only waits behind a running write; retrying while killing", "server", where, "attempt", attempt)
+				attempt++
+			}
+		}()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		e.Log.Warn("setting read_only failed; retrying", "server", where, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// fence handles BACKUP, FAULT, STOP and DELETED on this node.
+func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
+	n := e.Cfg.Notify
+	stop := ev.State == "STOP" || ev.State == "DELETED"
+	budget := n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + 2*time.Second
+	lockWait := time.Second
+	if stop {
+		// keepalived SIGKILLs the process group about 1 s into its
+		// shutdown: everything must fit, urgent steps first.
+		budget, lockWait = n.StopTimeout.Duration, 50*time.Millisecond
+	}
+	e.plan("plan for %s: fence this node (read_only=ON while killing client threads, confirm, record position, reset stale VIP clients, verify replication)", ev)
+	// A fence is not stopped by SIGTERM: finishing it only makes the node
+	// safer. Only a newer event (or its own deadline) ends it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), budget)
+	defer cancel()
+	ctx, unwatch := e.watch(ctx, gen)
+	defer unwatch()
+	all := e.step("fence", "budget", budget)
+
+	l, err := e.runLock(ctx, lockWait)
+	if superseded(ctx) {
+		all(ErrSuperseded)
+		return ErrSuperseded
+	}
+	if err != nil {
+		e.Log.Warn("run lock busy; fencing without it (read_only=ON is always safe)")
+	}
+	defer l.Unlock()
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "running", Role: "standby"})
+
+	db, err := open(e.localTarget())
+	if err != nil {
+		all(err)
+		return err
+	}
+	defer db.Close()
+
+	fenceBudget := n.FenceTimeout.Duration
+	if stop {
+		fenceBudget = budget * 7 / 10
+	}
+	fctx, fcancel := context.WithTimeout(ctx, fenceBudget)
+	done := e.step("fence.local")
+	rep, err := e.fenceServer(fctx, db, "local")
+	for probe.ConnectionLost(err) && fctx.Err() == nil {
+		// The peer's promotion fences this server too and kills our
+		// connections: harmless, start over on fresh ones.
+		e.Log.Info("fence connection killed (the peer is fencing too); again", "err", err)
+		rep, err = e.fenceServer(fctx, db, "local")
+	}
+	fcancel()
+	done(err, "killed", rep.Killed, "rounds", rep.Rounds, "position", rep.Position)
+	if superseded(ctx) {
+		all(ErrSuperseded)
+		return ErrSuperseded
+	}
+	if err != nil {
+		// A server that cannot be reached is not writable either; when it
+		// comes back it starts read-only (my.cnf) and mysqlcheck judges
+		// it then. A server reached but not fenced must not look fit.
+		o := state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: "fence failed: " + err.Error()}
+		o.Unfit = rep.Version.Flavor != 0
+		e.writeOutcome(gen, o)
+		all(err)
+		return fmt.Errorf("fencing local server: %w", err)
+	}
+	pos := rep.Position
+	// Recorded at once: keepalived may SIGKILL a STOP run any moment now.
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "running", Role: "standby",
+		FinalPosition: pos.String(), Position: toState(pos)})
+
+	if vip := e.Cfg.VIP.Address; vip != "" && *n.ResetClients && e.ResetClients != nil {
+		done := e.step("reset_clients", "vip", vip)
+		if e.DryRun {
+			e.plan("  would reset stale TCP clients of %s and close the local sockets", vip)
+			done(nil)
+		} else {
+			done(e.ResetClients(ctx, vip, e.Log))
+		}
+	}
+
+	unfit, why := false, ""
+	if stop {
+		// Best effort in what is left of the second; nothing is
+		// restarted at shutdown (mysqld may be stopping too).
+		e.Log.Info("STOP: replication check skipped")
+	} else {
+		rctx, rcancel := context.WithTimeout(ctx, n.ReplicationTimeout.Duration)
+		done := e.step("replication")
+		why, err = e.ensureReplication(rctx, db, rep.Version)
+		rcancel()
+		done(err, "problem", why)
+		if superseded(ctx) {
+			all(ErrSuperseded)
+			return ErrSuperseded
+		}
+		if err != nil {
+			why = err.Error()
+		}
+		unfit = why != ""
+		if unfit {
+			e.Log.Error("NOT REPLICATING: this node is marked unfit for promotion", "reason", why)
+		}
+	}
+	phase := "done"
+	if unfit {
+		phase = "failed"
+	}
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: phase, Role: "standby", Unfit: unfit,
+		Reason: why, FinalPosition: pos.String(), Position: toState(pos)})
+	all(nil, "position", pos, "unfit", unfit)
+	if unfit {
+		return fmt.Errorf("replication: %s", why)
+	}
+	return nil
+}
+
+// ensureReplication makes sure this node replicates and ends with the IO
+// and SQL threads running, verified. It returns a problem ("" when fine).
+// An IO thread that only cannot reach its source (the peer is down) counts
+// as running: it will connect when the peer is back.
+func (e *Engine) ensureReplication(ctx context.Context, db *sql.DB, v probe.Version) (string, error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	a := e.admin(c, v, "local")
+	reps, err := a.Replicas(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(reps) == 0 {
+		return "no replication channel is configured: this node cannot have the writer's data", nil
+	}
+	if p := e.Cfg.Peer.Host; p != "" {
+		found := false
+		for _, r := range reps {
+			found = found || r.SourceHost == p
+		}
+		if !found {
+			e.Log.Warn("no replication channel reads from peer.host", "peer", p, "source", reps[0].SourceHost)
+		}
+	}
+	started := false
+	for {
+		var bad, pending []string
+		for _, r := range reps {
+			switch {
+			case started && r.IORunning == "Connecting" && r.IOErrno == 0 && r.SQLRunning:
+				// Just started: not verified yet, not failed either.
+				pending = append(pending, fmt.Sprintf("channel %q: IO thread still connecting", r.Channel))
+			case !r.SQLRunning:
+				bad = append(bad, fmt.Sprintf("channel %q: SQL thread stopped (%d %s)", r.Channel, r.SQLErrno, r.SQLError))
+			case r.IORunning == "No":
+				bad = append(bad, fmt.Sprintf("channel %q: IO thread stopped (%d %s)", r.Channel, r.IOErrno, r.IOError))
+			case r.IORunning == "Connecting" && r.IOErrno != 0 && !probe.IsConnectErrno(r.IOErrno):
+				bad = append(bad, fmt.Sprintf("channel %q: IO thread failing (%d %s)", r.Channel, r.IOErrno, r.IOError))
+			}
+		}
+		if len(bad) == 0 && (len(pending) == 0 || ctx.Err() != nil) {
+			for _, r := range reps {
+				if r.IORunning == "Connecting" {
+					e.Log.Warn("replication source unreachable; IO thread keeps retrying", "channel", r.Channel, "source", r.SourceHost, "errno", r.IOErrno)
+				}
+			}
+			return "", nil
+		}
+		if !started {
+			e.Log.Warn("replication not running; starting it", "problem", strings.Join(bad, "; "))
+			if err := a.StartReplication(ctx); err != nil {
+				e.Log.Error("starting replication failed", "err", err)
+			}
+			started = true
+			if e.DryRun {
+				return "", nil
+			}
+		}
+		if len(bad) > 0 && ctx.Err() != nil {
+			return strings.Join(bad, "; ") + " (after START)", nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+		if ctx.Err() != nil {
+			if len(bad) > 0 {
+				return strings.Join(bad, "; ") + " (after START)", nil
+			}
+			continue // only pending: the check above accepts them now
+		}
+		if reps, err = a.Replicas(ctx); err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			return "", err
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package fence
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FIFOQuiet is how long ServeFIFO keeps reading after SIGTERM when no STOP
+// line comes.
+var FIFOQuiet = 3 * time.Second
+
+type queued struct {
+	ev  Event
+	gen uint64
+}
+
+// ServeFIFO reads keepalived notify_fifo lines from r and handles them in
+// order. The reader never waits for a run: every line is taken off the pipe
+// at once (a full pipe makes keepalived drop events) and its generation is
+// recorded on arrival, so a newer line supersedes a running promotion
+// immediately. Queued events already superseded are skipped.
+//
+// When ctx ends (SIGTERM), reading goes on: keepalived writes the STOP lines
+// after it signals the FIFO script. ServeFIFO returns once a STOP or
+// DELETED has been handled after that, at EOF, or after FIFOQuiet without
+// a line.
+func (e *Engine) ServeFIFO(ctx context.Context, r io.Reader) error {
+	var (
+		mu      sync.Mutex
+		queue   []queued
+		eof     bool
+		lastMsg = time.Now()
+	)
+	wake := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		br := bufio.NewReaderSize(r, 4096)
+		for {
+			line, err := readLine(br)
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					e.Log.Error("reading fifo", "err", err)
+				}
+				break
+			}
+			if line == "" {
+				continue
+			}
+			ev, ok, err := ParseFIFOLine(line)
+			if err != nil {
+				e.Log.Warn("unreadable fifo line ignored", "line", line, "err", err)
+				continue
+			}
+			if !ok || ev.Action() == Ignore {
+				continue
+			}
+			if !e.Relevant(ev) {
+				e.Log.Info("event for another instance: ignored", "instance", ev.Name)
+				continue
+			}
+			// Bounded by Bump's own deadline; the pipe keeps buffering
+			// meanwhile (64 KiB, hundreds of lines).
+			gen, err := e.Bump(context.WithoutCancel(ctx), ev)
+			if err != nil {
+				e.Log.Error("cannot record event", "event", ev, "err", err)
+			}
+			mu.Lock()
+			queue = append(queue, queued{ev, gen})
+			lastMsg = time.Now()
+			mu.Unlock()
+			poke()
+		}
+		mu.Lock()
+		eof = true
+		mu.Unlock()
+		poke()
+	}()
+
+	var stopSeen bool
+	for {
+		mu.Lock()
+		var next *queued
+		if len(queue) > 0 {
+			q := queue[0]
+			queue = queue[1:]
+			next = &q
+		}
+		done, quiet := eof && next == nil, time.Since(lastMsg)
+		mu.Unlock()
+		if done {
+			return nil
+		}
+		if next == nil {
+			if ctx.Err() != nil && (stopSeen || quiet > FIFOQuiet) {
+				return nil
+			}
+			select {
+			case <-wake:
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if !e.DryRun {
+			if ok, err := e.dir().Current(next.gen); err == nil && !ok {
+				e.Log.Info("queued event superseded: skipped", "event", next.ev.State, "gen", next.gen)
+				continue
+			}
+		}
+		err := e.Handle(ctx, next.ev, next.gen)
+		if err != nil && !errors.Is(err, ErrSuperseded) {
+			e.Log.Error("event failed", "event", next.ev.State, "err", err)
+		}
+		if ctx.Err() != nil && (next.ev.State == "STOP" || next.ev.State == "DELETED") {
+			stopSeen = true
+		}
+	}
+}
+
+// maxLine is the longest line kept; keepalived's are far shorter.
+const maxLine = 1024
+
+// readLine returns the next line without its newline. A longer line than
+// maxLine is consumed and returned empty (ignored): a garbage line must
+// never stop the reading, or keepalived's pipe fills and it drops events.
+func readLine(br *bufio.Reader) (string, error) {
+	var buf []byte
+	long := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !long {
+			buf = append(buf, chunk...)
+			if len(buf) > maxLine {
+				long, buf = true, nil
+			}
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err != nil && len(buf) == 0:
+			return "", err
+		}
+		if long {
+			return "", nil
+		}
+		return strings.TrimRight(string(buf), "\r\n"), nil
+	}
+}

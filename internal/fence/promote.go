@@ -1,0 +1,399 @@
+package fence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/state"
+)
+
+// promoteAttempts bounds retries after the peer's fence killed our
+// connection. keepalived never repeats a MASTER, so a node still holding the
+// newest event tries again; two nodes both MASTER (split brain) keep
+// fencing each other and end read-only, the safe side.
+const promoteAttempts = 3
+
+// promote handles MASTER: fence the peer, wait for catch-up, apply the
+// policy, open writes — unless a newer event or a signal comes first.
+func (e *Engine) promote(parent context.Context, ev Event, gen uint64) error {
+	for attempt := 1; ; attempt++ {
+		err := e.promoteOnce(parent, ev, gen)
+		if !errors.Is(err, ErrPreempted) || attempt == promoteAttempts || parent.Err() != nil {
+			return err
+		}
+		// Jitter breaks the symmetry of two nodes preempting each other.
+		time.Sleep(150*time.Millisecond + time.Duration(rand.Int64N(int64(200*time.Millisecond))))
+		if ok, err := e.dir().Current(gen); err != nil || !ok {
+			return ErrSuperseded
+		}
+		e.Log.Warn("promotion preempted but still the newest event; trying again", "attempt", attempt+1)
+	}
+}
+
+func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error {
+	n := e.Cfg.Notify
+	e.plan("plan for %s: fence the peer %s:%d (if reachable), wait until this node applied its final position (at most %s, policy %s), then read_only=OFF", ev, e.Cfg.Peer.Host, e.Cfg.Peer.Port, n.PromotionTimeout.Duration, n.Policy)
+	budget := n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + n.PeerTimeout.Duration + n.PromotionTimeout.Duration + 5*time.Second
+	ctx, cancel := context.WithTimeout(parent, budget)
+	defer cancel()
+	ctx, unwatch := e.watch(ctx, gen)
+	defer unwatch()
+	all := e.step("promote", "policy", n.Policy, "promotion_timeout", n.PromotionTimeout.Duration)
+
+	// end turns an abort into the documented result: superseded runs leave
+	// everything to the newer event; a signal leaves the node read-only.
+	end := func(err error) error {
+		if superseded(ctx) {
+			all(ErrSuperseded)
+			return ErrSuperseded
+		}
+		if parent.Err() != nil {
+			e.leaveReadOnly()
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby",
+				Reason: "promotion interrupted by a signal; left read-only"})
+			all(ErrInterrupted)
+			return fmt.Errorf("%w: left read-only", ErrInterrupted)
+		}
+		all(err)
+		return err
+	}
+
+	l, err := e.runLock(ctx, budget)
+	if err != nil {
+		return end(err)
+	}
+	defer l.Unlock()
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "running", Role: "standby"})
+
+	if m, err := e.dir().Maintenance(); err != nil || m.On {
+		why := "maintenance mode is on: not opening writes"
+		if err != nil {
+			why = fmt.Sprintf("maintenance flag unreadable (%v): not opening writes", err)
+		}
+		e.Log.Warn(why)
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: why})
+		return end(fmt.Errorf("%w: %s", ErrRefused, why))
+	}
+
+	db, err := open(e.localTarget())
+	if err != nil {
+		return end(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: "local server unreachable"})
+		return end(fmt.Errorf("connecting to local server: %w", err))
+	}
+	defer conn.Close()
+	pr := probe.Prober{Q: conn, QueryTimeout: e.Cfg.MySQL.QueryTimeout.Duration}
+	v, selfID, err := pr.Version(ctx)
+	if err != nil {
+		return end(err)
+	}
+	a := e.admin(conn, v, "local")
+
+	// preempted ends the promotion when the peer killed our connection.
+	preempted := func(err error) error {
+		e.Log.Warn("promotion connection killed: the peer is fencing this node; staying read-only", "err", err)
+		e.leaveReadOnly()
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby",
+			Reason: "promotion preempted: the peer fenced this node"})
+		return end(fmt.Errorf("%w: %w", ErrPreempted, err))
+	}
+
+	// 1. Fence the peer and take its final position.
+	peerPos, reached, perr := e.fencePeer(ctx)
+	if ctx.Err() != nil {
+		return end(ctx.Err())
+	}
+	if perr != nil && reached {
+		// It answers, so it may still take writes: two writers would be
+		// worse than none, whatever the policy.
+		why := "peer answers but could not be fenced: " + perr.Error()
+		e.Log.Error("PROMOTION REFUSED: "+why, "peer", e.Cfg.Peer.Host)
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true, Reason: why})
+		return end(fmt.Errorf("%w: %s", ErrRefused, why))
+	}
+	if perr != nil {
+		e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", perr)
+	}
+
+	// 2. Catch-up gate.
+	done := e.step("gate")
+	met, why, err := e.gate(ctx, a, selfID, peerPos)
+	done(err, "met", met, "why", why)
+	if ctx.Err() != nil {
+		return end(ctx.Err())
+	}
+	if probe.ConnectionLost(err) {
+		return preempted(err)
+	}
+	if err != nil {
+		met, why = false, err.Error()
+	}
+
+	// 3. Policy.
+	if !met {
+		if n.Policy == config.PolicyReliability {
+			e.Log.Error("PROMOTION REFUSED: this node has not applied everything the old writer wrote; staying read-only and unfit (reliability first)", "why", why)
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true,
+				Reason: "promotion gate not met: " + why})
+			return end(fmt.Errorf("%w: %s", ErrGateNotMet, why))
+		}
+		e.Log.Error("OPENING WRITES WITHOUT CATCH-UP (availability first): writes of the old writer not applied here may be lost or conflict when it comes back", "why", why)
+	}
+
+	// 4. Open writes, only if still the newest event.
+	done = e.step("open_writes")
+	var opened bool
+	if e.DryRun {
+		err, opened = a.SetReadOnly(ctx, false, 0), true
+	} else {
+		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+		opened, err = e.dir().WhileCurrent(lctx, gen, func() error {
+			if err := e.sweepReadOnlySetters(lctx, a); err != nil {
+				return err
+			}
+			if err := a.SetReadOnly(lctx, false, 2*time.Second); err != nil {
+				return err
+			}
+			ro, sro, err := a.ReadOnly(lctx)
+			if err != nil {
+				return fmt.Errorf("verifying read_only: %w", err)
+			}
+			if ro || sro {
+				return fmt.Errorf("read_only=%v super_read_only=%v after opening writes", ro, sro)
+			}
+			return nil
+		})
+		lcancel()
+	}
+	done(err, "opened", opened)
+	if probe.ConnectionLost(err) {
+		return preempted(err)
+	}
+	if err != nil {
+		// Never leave a half-open node: close again what may have opened.
+		e.leaveReadOnly()
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true,
+			Reason: "opening writes failed: " + err.Error()})
+		return end(fmt.Errorf("opening writes: %w", err))
+	}
+	if !opened {
+		all(ErrSuperseded)
+		return ErrSuperseded
+	}
+	reason := ""
+	if !met {
+		reason = "writes opened without catch-up (availability first): " + why
+	}
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "done", Role: "writer", Reason: reason})
+	all(nil, "caught_up", met)
+	return nil
+}
+
+// leaveReadOnly sets read_only=ON on the local server, best effort, within
+// a short deadline of its own (used after a signal or a failed open).
+func (e *Engine) leaveReadOnly() {
+	if e.DryRun {
+		return
+	}
+	done := e.step("leave_read_only")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := func() error {
+		db, err := open(e.localTarget())
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		v, _, err := (&probe.Prober{Q: c, QueryTimeout: time.Second}).Version(ctx)
+		if err != nil {
+			return err
+		}
+		a := e.admin(c, v, "local")
+		if err := a.SetLockWaitTimeout(ctx); err != nil {
+			return err
+		}
+		return a.SetReadOnly(ctx, true, 1500*time.Millisecond)
+	}()
+	done(err)
+}
+
+// fencePeer fences the peer over TCP within notify.peer_timeout and
+// returns its final position. reached says whether the peer answered at
+// all (it read the server version): a peer that answers but could not be
+// fenced must block the promotion, an unreachable one must not.
+func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bool, err error) {
+	if e.Cfg.Peer.Host == "" {
+		return nil, false, errors.New("no [peer] configured")
+	}
+	t := e.peerTarget()
+	done := e.step("fence.peer", "peer", t.String())
+	pctx, cancel := context.WithTimeout(ctx, e.Cfg.Notify.PeerTimeout.Duration)
+	defer cancel()
+	db, err := open(t)
+	if err != nil {
+		done(err)
+		return nil, false, err
+	}
+	defer db.Close()
+	rep, err := e.fenceServer(pctx, db, "peer")
+	for probe.ConnectionLost(err) && pctx.Err() == nil {
+		e.Log.Info("peer fence connection lost; again", "err", err)
+		rep, err = e.fenceServer(pctx, db, "peer")
+	}
+	done(err, "killed", rep.Killed, "position", rep.Position)
+	if err != nil {
+		return nil, rep.Version.Flavor != 0, err
+	}
+	return &rep.Position, true, nil
+}
+
+// gate waits, within notify.promotion_timeout, until this node has applied
+// everything the old writer wrote: its final position when known, else
+// everything already received in the relay log. It never trusts a single
+// wait call: each step is short and the verdict is re-read each time, so a
+// wait that stalls short of its target costs one step.
+func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position) (bool, string, error) {
+	limit := e.Cfg.Notify.PromotionTimeout.Duration
+	deadline := time.Now().Add(limit)
+	const step = 500 * time.Millisecond
+	var why string
+	lastLog := time.Time{}
+	for {
+		met, w, err := e.caughtUp(ctx, a, selfID, peer, step)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false, why, ctx.Err()
+			}
+			if probe.ConnectionLost(err) {
+				return false, why, err
+			}
+			// A failed read is not a verdict: retry until the deadline.
+			w = err.Error()
+		}
+		why = w
+		if met {
+			return true, "", nil
+		}
+		if e.DryRun {
+			return true, "dry-run: gate not waited for (" + why + ")", nil
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Sprintf("not caught up after %s: %s", limit, why), nil
+		}
+		if time.Since(lastLog) >= time.Second {
+			e.Log.Info("waiting for catch-up", "behind", why, "left", time.Until(deadline).Round(time.Millisecond))
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return false, why, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// caughtUp checks once, waiting at most about step, and says what is
+// missing when not caught up.
+func (e *Engine) caughtUp(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position, step time.Duration) (bool, string, error) {
+	if peer != nil && peer.GTID != "" {
+		ok, behind, err := a.Applied(ctx, peer.GTID)
+		if err != nil || ok {
+			return ok, behind, err
+		}
+		want := peer.GTID
+		if a.V.Flavor == probe.MariaDB {
+			// MASTER_GTID_WAIT watches gtid_slave_pos: only what this
+			// node receives by replication can be waited for there.
+			if want, err = probe.ForeignMariaDBGTIDs(peer.GTID, selfID); err != nil {
+				return false, "", err
+			}
+		}
+		if _, err := a.WaitGTID(ctx, want, step); err != nil {
+			return false, behind, err
+		}
+		ok, behind, err = a.Applied(ctx, peer.GTID)
+		return ok, behind, err
+	}
+	if peer != nil && peer.Binlog != nil {
+		ok, err := a.WaitPos(ctx, peer.Binlog.File, peer.Binlog.Pos, step)
+		if err != nil {
+			return false, "", err
+		}
+		if ok {
+			return true, "", nil
+		}
+		return false, "SQL thread has not executed the peer's " + peer.Binlog.String(), nil
+	}
+	// Peer position unknown: everything received must be applied.
+	reps, err := a.Replicas(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	if len(reps) == 0 {
+		return false, "no replication channel: what the old writer wrote cannot be known", nil
+	}
+	for _, r := range reps {
+		if !r.SQLRunning {
+			return false, fmt.Sprintf("channel %q: SQL thread stopped (%d %s)", r.Channel, r.SQLErrno, r.SQLError), nil
+		}
+		if !r.CaughtUpFilePos() {
+			return false, fmt.Sprintf("channel %q: applied %s:%d of received %s:%d", r.Channel,
+				r.RelaySourceLogFile, r.ExecSourceLogPos, r.SourceLogFile, r.ReadSourceLogPos), nil
+		}
+	}
+	return true, "", nil
+}
+
+// sweepReadOnlySetters kills every other session still running SET GLOBAL
+// read_only / super_read_only and waits until they are gone. A superseded
+// fence may have given up on such a statement client-side while the server
+// still queues it; landing after writes opened, it would leave the VIP
+// holder read-only. Newer fences cannot start one meanwhile: they record
+// their event first, and the caller holds that lock.
+func (e *Engine) sweepReadOnlySetters(ctx context.Context, a *probe.Admin) error {
+	self, err := a.ConnectionID(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		threads, err := a.Processlist(ctx)
+		if err != nil {
+			return err
+		}
+		found := 0
+		for _, t := range threads {
+			info := strings.ToUpper(strings.Join(strings.Fields(t.Info), " "))
+			if t.ID == self || !(strings.HasPrefix(info, "SET GLOBAL READ_ONLY") || strings.HasPrefix(info, "SET GLOBAL SUPER_READ_ONLY")) {
+				continue
+			}
+			found++
+			e.Log.Warn("killing a stale SET read_only before opening writes", "id", t.ID, "user", t.User, "info", t.Info)
+			if err := a.Kill(ctx, t.ID); err != nil {
+				e.Log.Warn("kill failed", "id", t.ID, "err", err)
+			}
+		}
+		if found == 0 || e.DryRun {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stale SET read_only sessions still running: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

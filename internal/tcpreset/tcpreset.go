@@ -1,0 +1,271 @@
+// Package tcpreset ends the TCP connections clients still hold to the VIP on
+// a node that just lost it (seed 002: clients stay ESTABLISHED to a node
+// that can no longer answer them, until their next write times out).
+//
+// The node cannot send from the VIP any more through normal sockets, so for
+// each connection read from /proc/net/tcp it sends one TCP segment from
+// VIP:port to the client through a raw IPv4 socket, with an out-of-window
+// sequence number. The client answers with a challenge ACK (RFC 5961); that
+// ACK reaches the new VIP holder, whose kernel answers with an exact RST,
+// and the client closes. Then the local sockets are destroyed (ss -K) so a
+// VIP coming back finds no zombie sessions. The raw socket needs
+// CAP_NET_RAW; without it Reset says so and only closes the local sockets.
+package tcpreset
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Conn is one TCP connection from the socket table.
+type Conn struct {
+	Local, Remote netip.AddrPort
+	State         uint8 // kernel TCP state number (1 = ESTABLISHED)
+}
+
+// staleStates are the states in which the client may still believe the
+// connection is open: established, and the closing states a node enters
+// when it closes (kills) a session but its FIN can no longer be routed.
+var staleStates = map[uint8]bool{
+	1:  true, // ESTABLISHED
+	4:  true, // FIN_WAIT1
+	5:  true, // FIN_WAIT2
+	8:  true, // CLOSE_WAIT
+	9:  true, // LAST_ACK
+	11: true, // CLOSING
+}
+
+// ParseProcNetTCP parses /proc/net/tcp or /proc/net/tcp6 content. Lines it
+// cannot read are an error: a half-read table would silently miss clients.
+func ParseProcNetTCP(data []byte) ([]Conn, error) {
+	var out []Conn
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		f := bytes.Fields(line)
+		if len(f) == 0 || (i == 0 && string(f[0]) == "sl") {
+			continue
+		}
+		if len(f) < 4 {
+			return nil, fmt.Errorf("line %d: too few fields", i+1)
+		}
+		local, err := parseAddrPort(string(f[1]))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: local address: %w", i+1, err)
+		}
+		remote, err := parseAddrPort(string(f[2]))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: remote address: %w", i+1, err)
+		}
+		st, err := strconv.ParseUint(string(f[3]), 16, 8)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: state %q: %w", i+1, f[3], err)
+		}
+		out = append(out, Conn{Local: local, Remote: remote, State: uint8(st)})
+	}
+	return out, nil
+}
+
+// parseAddrPort reads "0100007F:0CEA" (IPv4) or the 32-hex-digit IPv6 form:
+// the address is a sequence of 32-bit words in host (little-endian) order.
+func parseAddrPort(s string) (netip.AddrPort, error) {
+	a, p, ok := bytes.Cut([]byte(s), []byte(":"))
+	if !ok || (len(a) != 8 && len(a) != 32) || len(p) != 4 {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	raw := make([]byte, len(a)/2)
+	if _, err := hex.Decode(raw, a); err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	for i := 0; i < len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	port, err := strconv.ParseUint(string(p), 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bad port in %q", s)
+	}
+	addr, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(addr.Unmap(), uint16(port)), nil
+}
+
+// Stale lists the connections whose local address is vip, in a state where
+// the client may still hold them open.
+func Stale(vip netip.Addr) ([]Conn, error) {
+	var out []Conn
+	for _, p := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		conns, err := ParseProcNetTCP(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, c := range conns {
+			if c.Local.Addr() == vip.Unmap() && staleStates[c.State] && c.Remote.Port() != 0 {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Segment builds an IPv4 packet carrying a bare TCP ACK from src to dst
+// with the given sequence and acknowledgment numbers, checksums filled in.
+func Segment(src, dst netip.AddrPort, seq, ack uint32) []byte {
+	const ipLen, tcpLen = 20, 20
+	b := make([]byte, ipLen+tcpLen)
+	ip := b[:ipLen]
+	ip[0] = 0x45 // version 4, IHL 5
+	binary.BigEndian.PutUint16(ip[2:], ipLen+tcpLen)
+	ip[8] = 64 // TTL
+	ip[9] = syscall.IPPROTO_TCP
+	s4, d4 := src.Addr().As4(), dst.Addr().As4()
+	copy(ip[12:16], s4[:])
+	copy(ip[16:20], d4[:])
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+
+	t := b[ipLen:]
+	binary.BigEndian.PutUint16(t[0:], src.Port())
+	binary.BigEndian.PutUint16(t[2:], dst.Port())
+	binary.BigEndian.PutUint32(t[4:], seq)
+	binary.BigEndian.PutUint32(t[8:], ack)
+	t[12] = 5 << 4 // data offset
+	t[13] = 0x10   // ACK
+	binary.BigEndian.PutUint16(t[14:], 1024)
+	binary.BigEndian.PutUint16(t[16:], checksum(t, pseudoSum(s4, d4, tcpLen)))
+	return b
+}
+
+func pseudoSum(src, dst [4]byte, length int) uint32 {
+	var s uint32
+	for i := 0; i < 4; i += 2 {
+		s += uint32(src[i])<<8 | uint32(src[i+1])
+		s += uint32(dst[i])<<8 | uint32(dst[i+1])
+	}
+	return s + syscall.IPPROTO_TCP + uint32(length)
+}
+
+// checksum is the Internet checksum of b, starting from sum.
+func checksum(b []byte, sum uint32) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// ErrNoRawSocket means CAP_NET_RAW is missing.
+var ErrNoRawSocket = errors.New("cannot open a raw socket (CAP_NET_RAW needed)")
+
+// Send sends one out-of-window segment per connection and returns how many
+// were sent. IPv6 connections are skipped (counted as not sent).
+func Send(conns []Conn) (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_RAW)
+	if err != nil {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			return 0, fmt.Errorf("%w: %w", ErrNoRawSocket, err)
+		}
+		return 0, fmt.Errorf("raw socket: %w", err)
+	}
+	defer syscall.Close(fd)
+	sent := 0
+	var errs []error
+	for _, c := range conns {
+		if !c.Local.Addr().Is4() || !c.Remote.Addr().Is4() {
+			continue
+		}
+		var r [8]byte
+		rand.Read(r[:])
+		// A random sequence number is outside the client's window with
+		// overwhelming probability; either way the client answers with
+		// an ACK carrying its real numbers.
+		pkt := Segment(c.Local, c.Remote, binary.BigEndian.Uint32(r[:4]), binary.BigEndian.Uint32(r[4:]))
+		sa := &syscall.SockaddrInet4{Addr: c.Remote.Addr().As4()}
+		if err := syscall.Sendto(fd, pkt, 0, sa); err != nil {
+			errs = append(errs, fmt.Errorf("%s -> %s: %w", c.Local, c.Remote, err))
+			continue
+		}
+		sent++
+	}
+	return sent, errors.Join(errs...)
+}
+
+// Reset resets every stale client of vip and closes the local sockets. A
+// missing CAP_NET_RAW is logged, not returned: the fence goes on.
+func Reset(ctx context.Context, vip string, log *slog.Logger) error {
+	addr, err := netip.ParseAddr(vip)
+	if err != nil {
+		return fmt.Errorf("vip %q: %w", vip, err)
+	}
+	addr = addr.Unmap()
+	if isLocal(addr) {
+		// Still ours (a FAULT before the VIP left?): the connections
+		// are not stale, and a reset would hit live sessions.
+		log.Warn("VIP is still configured here: stale clients not reset", "vip", vip)
+		return nil
+	}
+	conns, err := Stale(addr)
+	if err != nil {
+		return fmt.Errorf("reading the socket table: %w", err)
+	}
+	if len(conns) == 0 {
+		log.Info("no stale TCP clients of the VIP", "vip", vip)
+		return nil
+	}
+	sent, err := Send(conns)
+	switch {
+	case errors.Is(err, ErrNoRawSocket):
+		log.Warn("cannot reset stale TCP clients: no CAP_NET_RAW; closing local sockets only", "count", len(conns), "err", err)
+	case err != nil:
+		log.Warn("some resets failed", "sent", sent, "count", len(conns), "err", err)
+	default:
+		log.Info("stale TCP clients reset", "sent", sent, "count", len(conns))
+	}
+	return closeLocal(ctx, addr, log)
+}
+
+// closeLocal destroys the local sockets of vip (SOCK_DESTROY through ss -K).
+func closeLocal(ctx context.Context, vip netip.Addr, log *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, "ss", "-K", "-t", "-n", "src", vip.String()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ss -K src %s: %w: %s", vip, err, bytes.TrimSpace(out))
+	}
+	log.Info("local sockets of the VIP closed", "vip", vip.String())
+	return nil
+}
+
+// isLocal reports whether addr is configured on an interface here.
+func isLocal(addr netip.Addr) bool {
+	conns, err := netInterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range conns {
+		if a == addr {
+			return true
+		}
+	}
+	return false
+}
