@@ -74,17 +74,7 @@ func notify(t *testing.T, ctx context.Context, args ...string) result {
 // configuration; peer fencing uses an account created here.
 func pairConfig(t *testing.T, extra string) (a, b *mariadbtest.Server, cfgPath, stateDir string) {
 	t.Helper()
-	mariadbtest.Need(t)
-	var err error
-	for try := 1; try <= 3; try++ {
-		if a, b, err = mariadbtest.NewPair(context.Background(), mariadbtest.PairOptions{}); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("starting pair: %v", err)
-	}
-	t.Cleanup(func() { a.Destroy(); b.Destroy() })
+	a, b = mariadbtest.Pair(t, mariadbtest.PairOptions{})
 	ctx := context.Background()
 	for _, s := range []*mariadbtest.Server{a, b} {
 		if err := s.Exec(ctx, "SET SESSION sql_log_bin=0",

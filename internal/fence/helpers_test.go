@@ -99,27 +99,7 @@ func count(t testing.TB, s *mariadbtest.Server, q string) int {
 // pair starts a replicating pair with a writer a and table vgtest.t.
 func pair(t *testing.T, po mariadbtest.PairOptions) (*node, *node) {
 	t.Helper()
-	mariadbtest.Need(t)
-	// Concurrent mariadb-install-db runs sometimes collide in the shared
-	// /tmp ("Unknown table 'mysql.tmp_user_sys'"): retry the start.
-	var sa, sb *mariadbtest.Server
-	var err error
-	for try := 1; try <= 3; try++ {
-		if sa, sb, err = mariadbtest.NewPair(context.Background(), po); err == nil {
-			break
-		}
-		t.Logf("starting pair (try %d): %.200s", try, err)
-	}
-	if err != nil {
-		t.Fatalf("starting replication pair: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("a error log:\n%s\nb error log:\n%s", sa.ErrorLog(15), sb.ErrorLog(15))
-		}
-		sa.Destroy()
-		sb.Destroy()
-	})
+	sa, sb := mariadbtest.Pair(t, po)
 	a, b := newNode(t, "a", sa, sb), newNode(t, "b", sb, sa)
 	ctx := context.Background()
 	if err := sa.Exec(ctx, "SET GLOBAL read_only=OFF",

@@ -58,6 +58,10 @@ func Pair(t TB, po PairOptions) (a, b *Server) {
 		t.Fatalf("starting replication pair: %v", err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server %d error log:\n%s\nserver %d error log:\n%s",
+				a.Opts.ServerID, a.ErrorLog(15), b.Opts.ServerID, b.ErrorLog(15))
+		}
 		a.Destroy()
 		b.Destroy()
 	})
