@@ -1,7 +1,7 @@
 // Command notify makes a keepalived VIP move safe for a MySQL/MariaDB
 // active/passive pair. keepalived runs it on every state change:
 //
-//	notify "/usr/bin/vipguard-notify -c /etc/vipguard/vipguard.toml"
+//	notify "/usr/libexec/vipguard/notify -c /etc/vipguard/vipguard.toml"
 //
 // and appends INSTANCE|GROUP NAME STATE PRIORITY. BACKUP, FAULT, STOP and
 // DELETED fence this node (writes stopped, client threads killed, final
