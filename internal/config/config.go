@@ -194,8 +194,8 @@ type Notify struct {
 	// "reliability" (default) stays read-only and marks the node unfit;
 	// "availability" opens writes anyway and logs the risk.
 	Policy string `toml:"policy"`
-	// PromotionTimeout bounds the wait for catch-up before the policy
-	// decides. Default 30s.
+	// PromotionTimeout bounds the wait for catch-up under the reliability
+	// policy (availability first does not wait). Default 30s.
 	PromotionTimeout Duration `toml:"promotion_timeout"`
 	// FenceTimeout bounds the local fence (read_only, kills, stable
 	// position). Default 5s.

@@ -269,6 +269,11 @@ func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bo
 // wait that stalls short of its target costs one step.
 func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position) (bool, string, error) {
 	limit := e.Cfg.Notify.PromotionTimeout.Duration
+	if e.Cfg.Notify.Policy == config.PolicyAvailability {
+		// Availability first opens writes at once: one short look at the
+		// relay log (for the log), no waiting.
+		limit = 0
+	}
 	deadline := time.Now().Add(limit)
 	const step = 500 * time.Millisecond
 	var why string

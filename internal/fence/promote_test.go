@@ -110,11 +110,17 @@ func TestPromoteAvailabilityOpens(t *testing.T) {
 	_, b, rows := lagging(t, 30)
 	ctx := context.Background()
 	b.cfg.Notify.PeerTimeout.Duration = 500 * time.Millisecond
-	b.cfg.Notify.PromotionTimeout.Duration = time.Second
+	b.cfg.Notify.PromotionTimeout.Duration = 60 * time.Second
 	b.cfg.Notify.Policy = config.PolicyAvailability
+	start := time.Now()
 	if err := b.event(ctx, "MASTER"); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
+	// "At once": it must not sit out promotion_timeout like reliability.
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("availability first waited %s (promotion_timeout 60s)", took)
+	}
+	t.Logf("availability first opened writes after %s", time.Since(start))
 	if b.readOnly(t) {
 		t.Fatal("availability first left the node read-only")
 	}
