@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,24 +14,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/clitest"
 )
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agentcheck-test")
-	if err != nil {
-		panic(err)
-	}
-	bin = filepath.Join(dir, "agentcheck")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building agentcheck: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { clitest.Main(m, "agentcheck", &bin) }
 
 // writeConfig writes a configuration for a MySQL that is not there: the
 // answers are "down", which is all these process-level tests need.
@@ -185,18 +175,9 @@ func TestReadyAfterBind(t *testing.T) {
 }
 
 func runBin(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
-	cmd := exec.Command(bin, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return o.String(), e.String(), code
+	t.Helper()
+	r := clitest.Run(t, context.Background(), stdin, bin, args...)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 func TestInetd(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipguard/vipguard/internal/clitest"
+
 	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/state"
 )
@@ -33,21 +35,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vgnotify")
-	if err != nil {
-		panic(err)
-	}
-	notifyBin = filepath.Join(dir, "notify")
-	out, err := exec.Command("go", "build", "-o", notifyBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building notify: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { clitest.Main(m, "notify", &notifyBin) }
 
 type result struct {
 	code           int
@@ -56,18 +44,8 @@ type result struct {
 
 func notify(t *testing.T, ctx context.Context, args ...string) result {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, notifyBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, out.String(), errb.String()}
+	r := clitest.Run(t, ctx, "", notifyBin, args...)
+	return result{r.Code, r.Stdout, r.Stderr}
 }
 
 // pairConfig starts a pair (a writable, table vgtest.t) and writes a's
