@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/vipguard/vipguard/internal/cli.Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit fuzz demo demo-pair bench bench-failover lab-clean clean
+.PHONY: all build deps test unit fuzz demo demo-pair bench bench-failover package test-package lab-clean clean
 
 all: build
 
@@ -17,11 +17,13 @@ build:
 deps:
 	@sh scripts/install-deps.sh
 
-# Every test: unit tests, real MariaDB servers, the namespace lab, and each
-# fuzz target for $(FUZZTIME). A missing server or lab is a failure here.
+# Every test: unit tests, real MariaDB servers, the namespace lab, each fuzz
+# target for $(FUZZTIME), and the packages built, installed, upgraded and
+# purged on this machine. A missing server or lab is a failure here.
 test: deps
 	VIPGUARD_REQUIRE_SERVERS=1 VIPGUARD_LAB=1 $(GO) test -count=1 -timeout 40m ./...
 	@$(MAKE) --no-print-directory fuzz
+	sh scripts/test-package.sh
 
 # Tests without the namespace lab (no root needed beyond installed packages).
 unit:
@@ -51,6 +53,14 @@ bench: deps build
 # Write-unavailability window per fault scenario (median of 3 runs).
 bench-failover: deps build
 	$(GO) run ./lab/cmd/vglab bench-failover --runs 3
+
+# deb and rpm in dist/ (nfpm pinned, run through the Go toolchain; version
+# from git or VERSION=1.2.3, reproducible with SOURCE_DATE_EPOCH).
+package:
+	sh scripts/package.sh
+
+test-package: deps
+	sh scripts/test-package.sh
 
 lab-clean:
 	$(GO) run ./lab/cmd/vglab clean
