@@ -50,9 +50,10 @@ func HasNotify(root string) bool {
 }
 
 // build compiles the binaries the lab runs into binDir, static and trimmed
-// as they ship: mysqlcheck, the load generator, and notify when asked.
+// as they ship: mysqlcheck, agentcheck, the load generator, the stale-client
+// reset diagnostic, and notify when asked.
 func build(ctx context.Context, root, binDir string, notify bool) error {
-	pkgs := []string{"./cmd/mysqlcheck", "./lab/cmd/vgload"}
+	pkgs := []string{"./cmd/mysqlcheck", "./cmd/agentcheck", "./lab/cmd/vgload", "./lab/cmd/vgreset"}
 	if notify {
 		if !HasNotify(root) {
 			return errors.New("notify requested but cmd/notify does not exist yet")
@@ -80,21 +81,32 @@ func build(ctx context.Context, root, binDir string, notify bool) error {
 	return nil
 }
 
-// naiveNotify is the lab's stand-in for cmd/notify until issue 4 lands:
+// naiveNotify is the lab's stand-in for cmd/notify (Options.StandIn):
 // today's reality, a notify that only toggles read_only (no fence, no
 // promotion gate, no stale-client reset). It retries for a bounded time so a
 // frozen mysqld gets the change once thawed. It logs one line per event.
+//
+// STAND-IN ONLY: so that agentcheck (which trusts a writable node only after
+// notify completed a promotion there) can be exercised before cmd/notify is
+// used, it also writes the outcome file cmd/notify writes
+// (state_dir/outcome.json, internal/state.Outcome): role "writer", phase
+// "done" after a MASTER that opened writes, role "standby" otherwise. It
+// promises nothing cmd/notify promises; the file says so in its reason.
 const naiveNotify = `#!/bin/sh
-# Lab stand-in for vipguard notify (issue 4): TODAY'S REALITY, it only toggles
-# read_only. Args: SOCKET LOGFILE, then keepalived's TYPE NAME STATE PRIORITY.
-sock=$1 log=$2 state=$5
+# Lab STAND-IN for vipguard notify (issue 4): TODAY'S REALITY, it only toggles
+# read_only, then records the outcome agentcheck reads.
+# Args: SOCKET LOGFILE STATEDIR, then keepalived's TYPE NAME STATE PRIORITY.
+sock=$1 log=$2 statedir=$3 state=$6
 case "$state" in
-MASTER) ro=OFF ;;
-*) ro=ON ;;
+MASTER) ro=OFF role=writer ;;
+*) ro=ON role=standby ;;
 esac
 i=0
 while [ $i -lt 30 ]; do
 	if out=$(timeout 5 mariadb --no-defaults -S "$sock" -u root --connect-timeout=2 -e "SET GLOBAL read_only=$ro" 2>&1); then
+		tmp="$statedir/.outcome.json.$$"
+		printf '{"event":"%s","phase":"done","role":"%s","unfit":false,"reason":"lab stand-in notify: read_only=%s only, no fence, no promotion gate","at":"%s"}\n' \
+			"$state" "$role" "$ro" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" >"$tmp" && mv -f "$tmp" "$statedir/outcome.json"
 		echo "$(date +%s.%N) $state read_only=$ro ok" >>"$log"
 		exit 0
 	fi

@@ -36,10 +36,10 @@ import (
 
 // Options tune Start.
 type Options struct {
-	// Notify runs cmd/notify (issue 4) from keepalived instead of the lab's
-	// stand-in that only toggles read_only. Start fails if cmd/notify does
-	// not exist.
-	Notify bool
+	// StandIn runs the lab's stand-in notify from keepalived (a shell
+	// script that only toggles read_only: today's reality) instead of
+	// cmd/notify, vipguard's fence and promotion engine (the default).
+	StandIn bool
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -52,9 +52,11 @@ type Node struct {
 	Dir        string // the node's run directory
 	Config     string // vipguard.toml
 	StateDir   string
-	NotifyLog  string // lines written by the stand-in notify
+	NotifyLog  string // notify's log (cmd/notify's step log, or the stand-in's lines)
+	AgentLog   string // agentcheck serve's log
 	kaConf     string
 	keepalived *proc
+	agent      *proc
 }
 
 // Lab is one running lab.
@@ -163,7 +165,7 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 		}
 	}
 	start := time.Now()
-	if err := build(ctx, root, l.Bin, o.Notify); err != nil {
+	if err := build(ctx, root, l.Bin, !o.StandIn); err != nil {
 		return l, err
 	}
 	if err := os.WriteFile(filepath.Join(l.Bin, "naive-notify"), []byte(naiveNotify), 0o755); err != nil {
@@ -181,6 +183,10 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 		if err := l.writeNodeConfig(n); err != nil {
 			return l, err
 		}
+		// agentcheck first: HAProxy checks it from its first second.
+		if err := l.StartAgent(n.Name); err != nil {
+			return l, err
+		}
 	}
 	// db1 first, alone, so it deterministically becomes the first holder.
 	if err := l.StartKeepalived("db1"); err != nil {
@@ -193,7 +199,7 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	if err := l.startHAProxy(ctx); err != nil {
-		return l, err
+		return l, fmt.Errorf("%w\n%s", err, l.Diagnostics())
 	}
 	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
 		return l, fmt.Errorf("%w\n%s", err, l.Diagnostics())
@@ -249,10 +255,21 @@ func (l *Lab) startDatabases(ctx context.Context) error {
 		dir := filepath.Join(l.Dir, n.name)
 		l.Nodes[n.name] = &Node{Name: n.name, Peer: n.peer, Addr: hostAddr[n.name], DB: n.s, Dir: dir,
 			Config: filepath.Join(dir, "vipguard.toml"), StateDir: filepath.Join(dir, "state"),
-			NotifyLog: filepath.Join(dir, "notify.log"), kaConf: filepath.Join(dir, "keepalived.conf")}
-		// HAProxy's mysql-check account (examples/haproxy), local to each node.
+			NotifyLog: filepath.Join(dir, "notify.log"), AgentLog: filepath.Join(dir, "agentcheck.log"),
+			kaConf: filepath.Join(dir, "keepalived.conf")}
+		// HAProxy's mysql-check account (examples/haproxy), local to each
+		// node; and vipguard's account, with the grants README.md lists for
+		// all three binaries, on the socket and for the peer (notify fences
+		// the peer over TCP with the same account).
 		if err := n.s.Exec(ctx, "SET SESSION sql_log_bin=0", "CREATE USER 'haproxy_check'@'"+ProxyAddr+"'"); err != nil {
 			return err
+		}
+		for _, host := range []string{"localhost", "192.0.2.%"} {
+			acct := fmt.Sprintf("'%s'@'%s'", AdminUser, host)
+			if err := n.s.Exec(ctx, "SET SESSION sql_log_bin=0", "CREATE USER "+acct+" IDENTIFIED BY '"+AdminPassword+"'",
+				"GRANT "+AdminGrants+" ON *.* TO "+acct); err != nil {
+				return err
+			}
 		}
 	}
 	// The lab's table is created once on db1 and replicates to db2.
@@ -283,15 +300,72 @@ func launchWithTmpdir(ctx context.Context, o mariadbtest.Options, tmp string) (*
 	return mariadbtest.Launch(ctx, o)
 }
 
+// The account mysqlcheck, agentcheck and notify use in the lab, with the
+// grants README.md documents for MariaDB (read-only checks plus what notify
+// needs to fence and promote).
+const (
+	AdminUser     = "vgadmin"
+	AdminPassword = "vgadmin-pass"
+	AdminGrants   = "PROCESS, REPLICATION CLIENT, SLAVE MONITOR, BINLOG MONITOR, SELECT, " +
+		"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN"
+)
+
+// NotifyPolicy is the [notify] part of a node's config that the tests vary.
+type NotifyPolicy struct {
+	Policy           string        // "reliability" or "availability"
+	PromotionTimeout time.Duration // bound on the promotion gate
+}
+
+// DefaultNotifyPolicy is what the lab runs unless a test says otherwise.
+var DefaultNotifyPolicy = NotifyPolicy{Policy: "reliability", PromotionTimeout: 10 * time.Second}
+
 // writeNodeConfig writes the node's vipguard.toml (checked by mysqlcheck
-// as monitoring user over the socket, credentials in an option file) and
-// its keepalived.conf from the example.
+// and agentcheck as monitoring user over the socket, credentials in an
+// option file; agentcheck listening on the node's own address) and its
+// keepalived.conf from the example.
 func (l *Lab) writeNodeConfig(n *Node) error {
 	cnf := filepath.Join(n.Dir, "client.cnf")
 	if err := os.WriteFile(cnf, fmt.Appendf(nil, "[client]\nuser = %s\npassword = \"%s\"\nsocket = %s\n",
-		mariadbtest.CheckUser, mariadbtest.CheckPassword, n.DB.Socket), 0o600); err != nil {
+		AdminUser, AdminPassword, n.DB.Socket), 0o600); err != nil {
 		return err
 	}
+	if err := l.WriteNodeTOML(n, DefaultNotifyPolicy); err != nil {
+		return err
+	}
+	ex, err := readExample(l.Root, "keepalived/keepalived.conf")
+	if err != nil {
+		return err
+	}
+	// The example's notify line runs cmd/notify; with StandIn a script
+	// that only toggles read_only emulates what most installations run
+	// today (issue 4), writing the outcome file agentcheck needs to call a
+	// writable node the writer.
+	p := KeepalivedParams{Self: n.Name, Peer: n.Peer, Interface: l.Net.IfName(n.Name),
+		Mysqlcheck: filepath.Join(l.Bin, "mysqlcheck"), Config: n.Config, Notify: filepath.Join(n.Dir, "notify")}
+	if l.Opts.StandIn {
+		p.NotifyLine = fmt.Sprintf(`notify "%s %s %s %s"`, filepath.Join(l.Bin, "naive-notify"), n.DB.Socket, n.NotifyLog, n.StateDir)
+	} else {
+		// keepalived runs notify with stderr on /dev/null, and notify then
+		// logs to /dev/log, which the lab's namespaces lack: a wrapper in
+		// place of /usr/libexec/vipguard/notify keeps the step log in the
+		// node's directory.
+		wrapper := fmt.Sprintf("#!/bin/sh\n# lab: cmd/notify with its step log kept in %s\nexec %s \"$@\" 2>>%s\n",
+			n.NotifyLog, filepath.Join(l.Bin, "notify"), n.NotifyLog)
+		if err := os.WriteFile(p.Notify, []byte(wrapper), 0o755); err != nil {
+			return err
+		}
+	}
+	conf, err := RenderKeepalived(ex, p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(n.kaConf, conf, 0o644)
+}
+
+// WriteNodeTOML (re)writes a node's vipguard.toml with the given notify
+// policy. notify reads it on every event, so a change applies to the next.
+func (l *Lab) WriteNodeTOML(n *Node, np NotifyPolicy) error {
+	cnf := filepath.Join(n.Dir, "client.cnf")
 	toml := fmt.Sprintf(`# vipguard config of lab node %s (written by the lab)
 state_dir = %q
 
@@ -305,26 +379,24 @@ port = %d
 
 [vip]
 address = %q
-`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP)
-	if err := os.WriteFile(n.Config, []byte(toml), 0o644); err != nil {
+
+[notify]
+instance = "VI_MYSQL"
+policy = %q
+promotion_timeout = %q
+
+[agent]
+listen = "%s:%d"
+http_listen = "%s:%d"
+interval = %q
+stale_after = %q
+`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, np.Policy, np.PromotionTimeout.String(),
+		n.Addr, AgentPort, n.Addr, AgentHTTPPort, AgentInterval.String(), AgentStaleAfter.String())
+	tmp := n.Config + ".tmp"
+	if err := os.WriteFile(tmp, []byte(toml), 0o644); err != nil {
 		return err
 	}
-	ex, err := readExample(l.Root, "keepalived/keepalived.conf")
-	if err != nil {
-		return err
-	}
-	// Until cmd/notify exists, a stand-in that only toggles read_only
-	// emulates what most installations run today (issue 4).
-	notify := fmt.Sprintf(`notify "%s %s %s"`, filepath.Join(l.Bin, "naive-notify"), n.DB.Socket, n.NotifyLog)
-	if l.Opts.Notify {
-		notify = fmt.Sprintf(`notify "%s -c %s"`, filepath.Join(l.Bin, "notify"), n.Config)
-	}
-	conf, err := RenderKeepalived(ex, KeepalivedParams{Self: n.Name, Peer: n.Peer, Interface: l.Net.IfName(n.Name),
-		Mysqlcheck: filepath.Join(l.Bin, "mysqlcheck"), Config: n.Config, NotifyLine: notify})
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(n.kaConf, conf, 0o644)
+	return os.Rename(tmp, n.Config)
 }
 
 // StartKeepalived starts (or restarts) keepalived on a node, VRRP only,
@@ -349,6 +421,41 @@ func (l *Lab) StartKeepalived(name string) error {
 	}
 	n.keepalived = p
 	return nil
+}
+
+// AgentInterval and AgentStaleAfter are agentcheck's [agent] interval and
+// stale_after in the lab (the product's defaults, written out so the tests
+// can state their bounds).
+const (
+	AgentInterval   = time.Second
+	AgentStaleAfter = 3 * time.Second
+)
+
+// StartAgent starts agentcheck serve on a node (if it is not running),
+// with the node's config, logging to <node>/agentcheck.log, and waits until
+// it answers on its agent port.
+func (l *Lab) StartAgent(name string) error {
+	n := l.Nodes[name]
+	if n.agent.running() {
+		return nil
+	}
+	argv := append(l.Net.Wrap(name), filepath.Join(l.Bin, "agentcheck"), "-c", n.Config, "serve")
+	p, err := startProc("agentcheck "+name, argv, n.AgentLog)
+	if err != nil {
+		return err
+	}
+	n.agent = p
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := l.AgentAnswer(context.Background(), name, "health"); err == nil {
+			return nil
+		}
+		if !p.running() {
+			return fmt.Errorf("agentcheck on %s exited at start:\n%s", name, tailFile(n.AgentLog, 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("agentcheck on %s does not answer within 15s:\n%s", name, tailFile(n.AgentLog, 20))
 }
 
 // StopKeepalived stops keepalived cleanly (SIGTERM): it releases the VIP
@@ -412,9 +519,10 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 		return err
 	}
 	l.haprox = p
+	// db1 holds the VIP and was promoted: agentcheck makes it the writer.
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if st, err := l.HAProxyServers(); err == nil && st["mysql_writer/vip"] == "UP" {
+		if st, err := l.HAProxyServers(); err == nil && st["mysql_writer/db1"] == "UP" && IsDown(st["mysql_writer/db2"]) {
 			return nil
 		}
 		if !p.running() {
@@ -423,7 +531,7 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	st, err := l.HAProxyServers()
-	return fmt.Errorf("haproxy writer backend not UP within 15s (%v %v):\n%s", st, err, tailFile(l.Proxy.Log, 20))
+	return fmt.Errorf("haproxy writer backend not db1 UP, db2 DOWN within 15s (%v %v):\n%s", st, err, tailFile(l.Proxy.Log, 20))
 }
 
 // tailFile returns the last n lines of a file.
@@ -448,15 +556,20 @@ func (l *Lab) Diagnostics() string {
 			continue
 		}
 		fmt.Fprintf(&b, "--- %s keepalived.log\n%s\n", name, tailFile(filepath.Join(n.Dir, "keepalived.log"), 25))
-		if l.Opts.Notify {
+		if !l.Opts.StandIn {
 			fmt.Fprintf(&b, "--- %s state/outcome.json (cmd/notify)\n%s\n", name, tailFile(filepath.Join(n.StateDir, "outcome.json"), 15))
+			fmt.Fprintf(&b, "--- %s notify.log (cmd/notify)\n%s\n", name, tailFile(n.NotifyLog, 25))
 		} else {
-			fmt.Fprintf(&b, "--- %s notify.log\n%s\n", name, tailFile(n.NotifyLog, 10))
+			fmt.Fprintf(&b, "--- %s notify.log (stand-in)\n%s\n", name, tailFile(n.NotifyLog, 10))
 		}
+		fmt.Fprintf(&b, "--- %s agentcheck.log\n%s\n", name, tailFile(n.AgentLog, 10))
 		fmt.Fprintf(&b, "--- %s mariadbd error log\n%s\n", name, n.DB.ErrorLog(10))
 	}
 	if l.Proxy.Log != "" {
 		fmt.Fprintf(&b, "--- haproxy.log\n%s\n", tailFile(l.Proxy.Log, 10))
+		if l.haprox.running() {
+			fmt.Fprintf(&b, "--- haproxy servers: %s\n", l.HAProxyView())
+		}
 	}
 	return b.String()
 }
@@ -469,6 +582,7 @@ func (l *Lab) Close() error {
 		l.haprox.stop(3 * time.Second)
 		for _, n := range l.Nodes {
 			n.keepalived.stop(3 * time.Second)
+			n.agent.stop(3 * time.Second)
 		}
 		for _, n := range l.Nodes {
 			if n.DB != nil {

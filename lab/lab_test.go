@@ -25,6 +25,10 @@ const EnvSwitch = "VIPGUARD_LAB"
 // ResultsEnv names the file the scenarios append their figures to.
 const ResultsEnv = "VIPGUARD_LAB_RESULTS"
 
+// StandInEnv set to 1 runs the lab with the stand-in notify (today's
+// reality) instead of cmd/notify.
+const StandInEnv = "VIPGUARD_LAB_STANDIN"
+
 var (
 	shared     *Lab
 	sharedErr  error
@@ -52,6 +56,11 @@ func needLab(t *testing.T) *Lab {
 	if os.Getenv(EnvSwitch) != "1" {
 		t.Skipf("failover lab not run: set %s=1 (needs root, network namespaces, mariadb-server, keepalived, haproxy)", EnvSwitch)
 	}
+	// The lab's progress lines go to the test that asked for it last: a
+	// testing.T must not log after its test has ended.
+	sharedMu.Lock()
+	current = t
+	sharedMu.Unlock()
 	sharedOnce.Do(func() {
 		// A Ctrl-C or kill during the run still tears the lab down.
 		sig := make(chan os.Signal, 1)
@@ -67,8 +76,8 @@ func needLab(t *testing.T) *Lab {
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		// VIPGUARD_LAB_NOTIFY=1 runs cmd/notify instead of the stand-in.
-		l, err := Start(ctx, Options{Logf: t.Logf, Notify: os.Getenv("VIPGUARD_LAB_NOTIFY") == "1"})
+		// VIPGUARD_LAB_STANDIN=1 runs the stand-in notify instead of cmd/notify.
+		l, err := Start(ctx, Options{Logf: labLogf, StandIn: os.Getenv(StandInEnv) == "1"})
 		sharedMu.Lock()
 		shared, sharedErr = l, err
 		sharedMu.Unlock()
@@ -80,6 +89,18 @@ func needLab(t *testing.T) *Lab {
 		t.Fatalf("the lab cannot start (and %s=1): %v", EnvSwitch, sharedErr)
 	}
 	return shared
+}
+
+// current is the test that last called needLab (under sharedMu).
+var current *testing.T
+
+func labLogf(format string, args ...any) {
+	sharedMu.Lock()
+	t := current
+	sharedMu.Unlock()
+	if t != nil {
+		t.Logf(format, args...)
+	}
 }
 
 func resultsFile() string {
@@ -182,6 +203,15 @@ func TestStandbySQLThreadStopped(t *testing.T) {
 	if err := l.StopReplicaThread(ctx, standby, "SQL_THREAD"); err != nil {
 		t.Fatal(err)
 	}
+	// agentcheck answers "reader" down: HAProxy takes the standby out of
+	// the reader backend (agentcheck poll + agent-inter, plus margin).
+	out, outTook, err := l.WaitHAProxy(ctx, "mysql_reader/"+standby, func(s ServerStat) bool { return IsDown(s.Status) },
+		AgentInterval+agentInter+2*time.Second)
+	if err != nil {
+		st, _ := l.ReplicationStatus(ctx, standby)
+		t.Errorf("standby with SQL thread stopped: %v (replication now IO=%s SQL=%s)\n%s", err,
+			st["Slave_IO_Running"], st["Slave_SQL_Running"], l.Diagnostics())
+	}
 	c := l.Mysqlcheck(ctx, standby)
 	if c.Exit != 1 || !strings.Contains(c.Line, "SQL thread is stopped") {
 		t.Errorf("standby with SQL thread stopped: mysqlcheck %s, want exit 1 naming the SQL thread", c)
@@ -199,6 +229,20 @@ func TestStandbySQLThreadStopped(t *testing.T) {
 	if now, _ := l.Holder(ctx); now != h {
 		t.Errorf("VIP moved from %s to %q when the standby's replication broke", h, now)
 	}
+	if st, _ := l.HAProxyServers(); st["mysql_writer/"+h] != "UP" {
+		t.Errorf("writer %s is %q in HAProxy when the standby's replication broke", h, st["mysql_writer/"+h])
+	}
+	// Mended, it returns to the reader backend by itself.
+	if err := l.Nodes[standby].DB.Exec(ctx, "START SLAVE SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	_, backTook, err := l.WaitHAProxy(ctx, "mysql_reader/"+standby, func(s ServerStat) bool { return s.Status == "UP" },
+		AgentInterval+3*agentInter+2*time.Second)
+	if err != nil {
+		t.Errorf("standby with SQL thread restarted: %v", err)
+	}
+	record(t, fmt.Sprintf("%-16s standby %s: out of HAProxy's reader backend %.2fs after STOP SLAVE SQL_THREAD (agent %q), back %.2fs after START",
+		"agent-sql-stop", standby, outTook.Seconds(), out.Agent, backTook.Seconds()))
 	if err := l.Recover(ctx, 60*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}

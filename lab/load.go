@@ -166,6 +166,13 @@ func (ld *Load) Slow(secs float64) error {
 	return err
 }
 
+// SlowRetry is Slow, retried by the client after a failure until it
+// succeeds or meets its own row as a duplicate key.
+func (ld *Load) SlowRetry(secs float64) error {
+	_, err := fmt.Fprintf(ld.stdin, "slow-retry %g\n", secs)
+	return err
+}
+
 // SlowResults delivers the outcome of each slow statement.
 func (ld *Load) SlowResults() <-chan loadev.Event { return ld.events }
 

@@ -28,6 +28,10 @@ const (
 	// WriterPort and ReaderPort are HAProxy's frontends (examples/haproxy).
 	WriterPort = 3306
 	ReaderPort = 3307
+	// AgentPort and AgentHTTPPort are agentcheck's listeners on each node
+	// (examples/haproxy agent-port, [agent] listen and http_listen).
+	AgentPort     = 9201
+	AgentHTTPPort = 9200
 )
 
 // RunRoot holds one directory per lab run. It and everything below it are

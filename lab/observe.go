@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/state"
 )
 
 // Holder returns the node holding the VIP: "db1", "db2", "" for none, or
@@ -134,9 +136,37 @@ func (l *Lab) Mysqlcheck(ctx context.Context, name string, args ...string) Check
 	return r
 }
 
-// HAProxyServers returns "backend/server" → status (UP, DOWN, ...) from
-// HAProxy's stats socket.
+// HAProxyServers returns "backend/server" → status (UP, DOWN, DRAIN, ...)
+// from HAProxy's stats socket.
 func (l *Lab) HAProxyServers() (map[string]string, error) {
+	st, err := l.HAProxyStat()
+	if err != nil {
+		return nil, err
+	}
+	res := map[string]string{}
+	for k, v := range st {
+		res[k] = v.Status
+	}
+	return res, nil
+}
+
+// IsDown reports whether an HAProxy server status is down: "DOWN", "DOWN
+// (agent)" (the agent said down), "DOWN 1/2" (down, rising).
+func IsDown(status string) bool { return strings.HasPrefix(status, "DOWN") }
+
+// ServerStat is one server's line of HAProxy's "show stat".
+type ServerStat struct {
+	Status string // UP, DOWN, DRAIN, MAINT, "UP 1/2", ...
+	Weight string // effective weight
+	// Agent is the agent-check's last result and description as HAProxy
+	// reports them ("L7OK up 100% #reader: ...").
+	Agent string
+	// Sessions is the number of current sessions (scur).
+	Sessions string
+}
+
+// HAProxyStat returns "backend/server" → its line of "show stat".
+func (l *Lab) HAProxyStat() (map[string]ServerStat, error) {
 	out, err := l.HAProxyCommand("show stat")
 	if err != nil {
 		return nil, err
@@ -151,7 +181,13 @@ func (l *Lab) HAProxyServers() (map[string]string, error) {
 	for i, h := range recs[0] {
 		col[h] = i
 	}
-	res := map[string]string{}
+	get := func(rec []string, name string) string {
+		if i, ok := col[name]; ok && i < len(rec) {
+			return rec[i]
+		}
+		return ""
+	}
+	res := map[string]ServerStat{}
 	for _, rec := range recs[1:] {
 		if len(rec) <= col["status"] {
 			continue
@@ -160,9 +196,48 @@ func (l *Lab) HAProxyServers() (map[string]string, error) {
 		if sv == "FRONTEND" || sv == "BACKEND" {
 			continue
 		}
-		res[rec[col["pxname"]]+"/"+sv] = rec[col["status"]]
+		res[rec[col["pxname"]]+"/"+sv] = ServerStat{Status: get(rec, "status"), Weight: get(rec, "weight"),
+			Agent: strings.TrimSpace(get(rec, "agent_status") + " " + get(rec, "agent_desc")), Sessions: get(rec, "scur")}
 	}
 	return res, nil
+}
+
+// HAProxyView is HAProxy's view of the servers in one short line, for the
+// demo timeline and diagnostics: "W db1=UP db2=DOWN  R db1=UP/100 db2=UP/100".
+func (l *Lab) HAProxyView() string {
+	st, err := l.HAProxyStat()
+	if err != nil {
+		return "haproxy: " + err.Error()
+	}
+	v := func(k string, weight bool) string {
+		s, ok := st[k]
+		if !ok {
+			return "?"
+		}
+		out := strings.ReplaceAll(s.Status, " ", "")
+		if weight {
+			out += "/" + s.Weight
+		}
+		return out
+	}
+	return fmt.Sprintf("W db1=%s db2=%s  R db1=%s db2=%s", v("mysql_writer/db1", false), v("mysql_writer/db2", false),
+		v("mysql_reader/db1", true), v("mysql_reader/db2", true))
+}
+
+// AgentAnswer asks agentcheck on a node one agent-check question (role:
+// "writer", "reader", "health", ...) from the proxy's namespace, as
+// HAProxy does, and returns the reply line.
+func (l *Lab) AgentAnswer(ctx context.Context, name, role string) (string, error) {
+	// bash's /dev/tcp: the test process lives outside the lab's network.
+	const script = `exec 3<>"/dev/tcp/$1/$2" && printf '%s\n' "$3" >&3 && IFS= read -r line <&3 && printf '%s\n' "$line"`
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	argv := append(l.Net.Wrap("proxy"), "bash", "-c", script, "agent", hostAddr[name], fmt.Sprint(AgentPort), role)
+	out, err := exec.CommandContext(actx, argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("agentcheck on %s (%s): %w: %s", name, role, err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // HAProxyCommand sends one command to HAProxy's stats socket.
@@ -275,8 +350,10 @@ func (l *Lab) Snapshot(ctx context.Context) Status {
 
 // stableProblem says why the lab is not in its clean state, "" when it is:
 // exactly one node holds the VIP and is MASTER and writable, the other is
-// BACKUP and read-only, both are fit and replicate without error, and
-// HAProxy sees the writer.
+// BACKUP and read-only, notify's outcome on each is its last transition
+// done, both are fit and replicate without error, and
+// HAProxy (through agentcheck) has the holder UP and the other DOWN as
+// writer, and both UP as readers.
 func (l *Lab) stableProblem(ctx context.Context) string {
 	st := l.Snapshot(ctx)
 	h := st.Holder
@@ -294,18 +371,32 @@ func (l *Lab) stableProblem(ctx context.Context) string {
 	case !st.Check[o].Fit():
 		return fmt.Sprintf("mysqlcheck on %s: %s", o, st.Check[o])
 	}
+	// notify (or the stand-in) has finished the transition keepalived
+	// last made on each node: a fence still running would, for one, restart
+	// replication under a scenario that has just stopped it.
+	for name, want := range map[string][2]string{h: {"MASTER", "writer"}, o: {"BACKUP", "standby"}} {
+		out, err := state.Dir(l.Nodes[name].StateDir).Outcome()
+		if err != nil || out == nil || out.Event != want[0] || out.Phase != "done" || out.Role != want[1] {
+			got := "none"
+			if out != nil {
+				got = fmt.Sprintf("%s %s role %s", out.Event, out.Phase, out.Role)
+			}
+			return fmt.Sprintf("notify's outcome on %s: %s (%v), want %s done role %s", name, got, err, want[0], want[1])
+		}
+	}
 	for _, name := range []string{"db1", "db2"} {
 		if err := l.replicationHealthy(ctx, name); err != nil {
 			return err.Error()
 		}
 	}
 	if l.haprox != nil {
-		sv, err := l.HAProxyServers()
+		sv, err := l.HAProxyStat()
 		if err != nil {
 			return "haproxy: " + err.Error()
 		}
-		if sv["mysql_writer/vip"] != "UP" {
-			return fmt.Sprintf("haproxy servers %v", sv)
+		if sv["mysql_writer/"+h].Status != "UP" || !IsDown(sv["mysql_writer/"+o].Status) ||
+			sv["mysql_reader/db1"].Status != "UP" || sv["mysql_reader/db2"].Status != "UP" {
+			return "haproxy servers " + l.HAProxyView()
 		}
 	}
 	return ""

@@ -14,7 +14,8 @@ import (
 const (
 	exampleMysqlcheck = "/usr/libexec/vipguard/mysqlcheck"
 	exampleConfig     = "/etc/vipguard/vipguard.toml"
-	exampleNotifyLine = `#notify "/usr/libexec/vipguard/notify -c /etc/vipguard/vipguard.toml"`
+	exampleNotify     = "/usr/libexec/vipguard/notify"
+	exampleNotifyLine = `notify "/usr/libexec/vipguard/notify -c /etc/vipguard/vipguard.toml"`
 	exampleStatsSock  = "/run/haproxy/admin.sock"
 )
 
@@ -24,8 +25,9 @@ type KeepalivedParams struct {
 	Interface  string
 	Mysqlcheck string // path of the mysqlcheck binary
 	Config     string // vipguard.toml of this node
-	// NotifyLine replaces the commented notify placeholder; "" keeps it
-	// commented out.
+	Notify     string // path of the notify program run with -c Config
+	// NotifyLine, when set, replaces the example's whole notify line (the
+	// lab's stand-in notify, which takes other arguments).
 	NotifyLine string
 }
 
@@ -54,6 +56,9 @@ func RenderKeepalived(example []byte, p KeepalivedParams) ([]byte, error) {
 	need(exampleMysqlcheck, p.Mysqlcheck)
 	if p.NotifyLine != "" {
 		need(exampleNotifyLine, p.NotifyLine)
+	} else {
+		need(exampleNotifyLine, exampleNotifyLine) // present, uncommented
+		need(exampleNotify+" ", p.Notify+" ")
 	}
 	need(exampleConfig, p.Config)
 	if err != nil {
@@ -71,8 +76,10 @@ func RenderKeepalived(example []byte, p KeepalivedParams) ([]byte, error) {
 // socket moves into the run directory (the addresses are the lab's already).
 func RenderHAProxy(example []byte, statsSock string) ([]byte, error) {
 	s := string(example)
-	for _, must := range []string{exampleStatsSock, VIP + ":3306", DB1Addr + ":3306", DB2Addr + ":3306",
-		fmt.Sprintf("bind %s:%d", ProxyAddr, WriterPort), fmt.Sprintf("bind %s:%d", ProxyAddr, ReaderPort)} {
+	for _, must := range []string{exampleStatsSock, DB1Addr + ":3306", DB2Addr + ":3306",
+		fmt.Sprintf("bind %s:%d", ProxyAddr, WriterPort), fmt.Sprintf("bind %s:%d", ProxyAddr, ReaderPort),
+		fmt.Sprintf("agent-port %d", AgentPort), `agent-send "writer\n"`, `agent-send "reader\n"`,
+		"on-marked-down shutdown-sessions"} {
 		if !strings.Contains(s, must) {
 			return nil, fmt.Errorf("example haproxy.cfg no longer contains %q: update the lab with it", must)
 		}

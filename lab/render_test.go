@@ -23,7 +23,7 @@ func TestRenderKeepalived(t *testing.T) {
 	ex := examples(t, "keepalived/keepalived.conf")
 	p := KeepalivedParams{Self: "db2", Peer: "db1", Interface: "vg0001-db2",
 		Mysqlcheck: "/run/vglab/vg0001/bin/mysqlcheck", Config: "/run/vglab/vg0001/db2/vipguard.toml",
-		NotifyLine: `notify "/run/vglab/vg0001/bin/notify -c /run/vglab/vg0001/db2/vipguard.toml"`}
+		Notify: "/run/vglab/vg0001/db2/notify"}
 	got, err := RenderKeepalived(ex, p)
 	if err != nil {
 		t.Fatal(err)
@@ -33,14 +33,14 @@ func TestRenderKeepalived(t *testing.T) {
 		"unicast_src_ip 192.0.2.12\n", "unicast_peer {\n        192.0.2.11\n",
 		"interface vg0001-db2\n", "192.0.2.100/24 dev vg0001-db2\n",
 		`script "/run/vglab/vg0001/bin/mysqlcheck -c /run/vglab/vg0001/db2/vipguard.toml"`,
-		"\n    " + p.NotifyLine + "\n",
+		"\n    notify \"/run/vglab/vg0001/db2/notify -c /run/vglab/vg0001/db2/vipguard.toml\"\n",
 		"enable_script_security", "script_user root", "init_fail", "nopreempt", "weight 0", "advert_int 1", "interval 1",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("rendered keepalived.conf lacks %q", want)
 		}
 	}
-	for _, gone := range []string{exampleMysqlcheck, "/etc/vipguard", "eth0", "192.0.2.11\n    unicast_peer"} {
+	for _, gone := range []string{exampleMysqlcheck, exampleNotify, "/etc/vipguard", "eth0", "192.0.2.11\n    unicast_peer"} {
 		if strings.Contains(s, gone) {
 			t.Errorf("rendered keepalived.conf still contains %q", gone)
 		}
@@ -61,14 +61,14 @@ func TestRenderKeepalived(t *testing.T) {
 		t.Errorf("%d lines changed, want 6", changed)
 	}
 
-	// Without a notify line the placeholder stays commented out.
-	p.NotifyLine = ""
+	// The stand-in replaces the whole notify line.
+	p.NotifyLine = `notify "/run/vglab/vg0001/bin/naive-notify a b c"`
 	got, err = RenderKeepalived(ex, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(got), "\n    #notify \"/usr/libexec/vipguard/notify -c "+p.Config+"\"\n") {
-		t.Error("notify placeholder not kept when no notify is asked for")
+	if !strings.Contains(string(got), "\n    "+p.NotifyLine+"\n") || strings.Contains(string(got), exampleNotify) {
+		t.Error("stand-in notify line not put in place of the example's")
 	}
 
 	// An example that lost a substitution target is an error, not a

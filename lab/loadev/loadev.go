@@ -22,6 +22,12 @@ type Event struct {
 	OKSlow bool    `json:"ok_slow,omitempty"`
 	Took   float64 `json:"took,omitempty"`
 	Msg    string  `json:"msg,omitempty"`
+	// A retried slow statement ("slow-retry"): the first attempt's error,
+	// how many retries, and the last retry's result ("ok", "duplicate" or
+	// its error).
+	FirstErr    string `json:"first_err,omitempty"`
+	Retries     int    `json:"retries,omitempty"`
+	RetryResult string `json:"retry_result,omitempty"`
 	// Summary: acknowledged writes, and the idle connections still alive
 	// by server_id ("dead" for those that are not).
 	Acked int            `json:"acked,omitempty"`

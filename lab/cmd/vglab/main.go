@@ -40,7 +40,7 @@ type cmdline struct {
 }
 
 type common struct {
-	Notify bool `help:"Run cmd/notify from keepalived instead of the lab's read_only-toggling stand-in (needs cmd/notify)."`
+	StandIn bool `name:"stand-in" help:"Run the lab's stand-in notify (only toggles read_only: today's reality) from keepalived instead of cmd/notify."`
 }
 
 type demoCmd struct {
@@ -92,7 +92,7 @@ func startLab(ctx context.Context, o common, w io.Writer, t0 time.Time) (*lab.La
 		fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
 	}
 	logf("starting the lab (build, namespaces, mariadb pair, keepalived, haproxy)")
-	l, err := lab.Start(ctx, lab.Options{Notify: o.Notify, Logf: logf})
+	l, err := lab.Start(ctx, lab.Options{StandIn: o.StandIn, Logf: logf})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -132,7 +132,8 @@ func demo(ctx context.Context, c *demoCmd, w io.Writer) error {
 		fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
 	}
 	fmt.Fprintf(w, "\nTimeline: VIP holder, writes/s through VIP+HAProxy, current gap without a successful write,\n"+
-		"then per node: keepalived state, read_only, mysqlcheck's verdict. Events (!) as they happen.\n\n")
+		"then per node: keepalived state, read_only, mysqlcheck's verdict, then HAProxy's view of each server\n"+
+		"(W = writer backend, R = reader backend with weight, as agentcheck on each node tells it). Events (!) as they happen.\n\n")
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
@@ -146,7 +147,7 @@ func demo(ctx context.Context, c *demoCmd, w io.Writer) error {
 	stopWatch()
 	<-watched
 
-	fmt.Fprintf(w, "\nSummary (%s, stand-in notify that only toggles read_only%s):\n", f.Desc, map[bool]string{true: " replaced by cmd/notify"}[c.Notify])
+	fmt.Fprintf(w, "\nSummary (%s, notify: %s):\n", f.Desc, map[bool]string{false: "cmd/notify", true: "stand-in that only toggles read_only"}[c.StandIn])
 	if res.From != "" {
 		fmt.Fprintf(w, "  VIP moved %s → %s %.2fs after the fault; writes succeeded on %s %.2fs after it\n",
 			res.From, res.To, res.VIPMoved.Seconds(), res.To, res.WritesBack.Seconds())
@@ -164,6 +165,13 @@ func demo(ctx context.Context, c *demoCmd, w io.Writer) error {
 	return nil
 }
 
+// notifyEvent picks cmd/notify's main steps, warnings and errors from its
+// step log (and every line of the stand-in's).
+var notifyEvent = regexp.MustCompile(`level=(WARN|ERROR)|msg="step done".*step=(fence|promote|fence\.local|fence\.peer|gate|open_writes|reset_clients) |msg="stale TCP clients reset"|read_only=(ON|OFF) (ok|FAILED)`)
+
+// notifyNoise is what a timeline line of notify's log does not need.
+var notifyNoise = regexp.MustCompile(`^time=\S+ (level=INFO )?| prog=notify| instance=\S+`)
+
 var kaEvent = regexp.MustCompile(`Entering \w+ STATE|removing VIPs|setting VIPs|Script .* now returning \d+|received priority 0`)
 
 // watch prints a status line about twice a second and every new
@@ -173,7 +181,7 @@ func watch(ctx context.Context, l *lab.Lab, printf func(string, ...any), load fu
 	for _, n := range []string{"db1", "db2"} {
 		node := l.Node(n)
 		tails[n+" keepalived"] = &tailer{path: filepath.Join(node.Dir, "keepalived.log"), match: kaEvent}
-		tails[n+" notify"] = &tailer{path: node.NotifyLog}
+		tails[n+" notify"] = &tailer{path: node.NotifyLog, match: notifyEvent}
 	}
 	for _, t := range tails {
 		t.skip() // only what happens from now on
@@ -181,6 +189,7 @@ func watch(ctx context.Context, l *lab.Lab, printf func(string, ...any), load fu
 	var lastOK int64
 	lastT := time.Now()
 	lastVerdict := map[string]string{}
+	lastView := ""
 	for range 10000 { // bounded: ~80 minutes at the slowest
 		if ctx.Err() != nil {
 			return
@@ -218,10 +227,15 @@ func watch(ctx context.Context, l *lab.Lab, printf func(string, ...any), load fu
 		if holder == "" {
 			holder = "none"
 		}
-		printf("VIP=%-4s writes/s=%-5s gap=%-6s | db1 %-7s ro=%-3s %s | db2 %-7s ro=%-3s %s",
+		view := l.HAProxyView()
+		if view != lastView {
+			printf("! haproxy (via agentcheck): %s", view)
+			lastView = view
+		}
+		printf("VIP=%-4s writes/s=%-5s gap=%-6s | db1 %-7s ro=%-3s %s | db2 %-7s ro=%-3s %s | haproxy %s",
 			holder, rate, gap,
 			st.Keepalived["db1"], st.ReadOnly["db1"], short(st.Check["db1"]),
-			st.Keepalived["db2"], st.ReadOnly["db2"], short(st.Check["db2"]))
+			st.Keepalived["db2"], st.ReadOnly["db2"], short(st.Check["db2"]), view)
 		select {
 		case <-ctx.Done():
 			return
@@ -284,7 +298,7 @@ func (t *tailer) next() []string {
 		if t.match != nil && !t.match.MatchString(line) {
 			continue
 		}
-		out = append(out, kaTime.ReplaceAllString(notifyTime(line), ""))
+		out = append(out, notifyNoise.ReplaceAllString(kaTime.ReplaceAllString(notifyTime(line), ""), ""))
 	}
 	return out
 }
@@ -361,7 +375,7 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "\nWrite-unavailability window per fault, median of %d run(s) (keepalived advert_int 1, vrrp_script interval 1 fall 2 rise 2;\n"+
-		"notify: %s). Figures, not assertions.\n\n", c.Runs, map[bool]string{false: "lab stand-in toggling read_only", true: "cmd/notify"}[c.Notify])
+		"notify: %s). Figures, not assertions.\n\n", c.Runs, map[bool]string{true: "lab stand-in toggling read_only", false: "cmd/notify"}[c.StandIn])
 	fmt.Fprintf(w, "%-16s %9s %9s %9s %10s %14s %10s %7s\n", "fault", "window", "via VIP", "via proxy", "VIP moved",
 		"both writable", "(recovery)", "failed")
 	for _, r := range rows {

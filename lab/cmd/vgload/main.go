@@ -262,7 +262,12 @@ loop:
 			if !ok || c == "stop" {
 				break loop
 			}
-			if secs, found := strings.CutPrefix(c, "slow "); found {
+			secs, retry := strings.CutPrefix(c, "slow-retry ")
+			found := retry
+			if !found {
+				secs, found = strings.CutPrefix(c, "slow ")
+			}
+			if found {
 				n, err := strconv.ParseFloat(strings.TrimSpace(secs), 64)
 				if err != nil || n <= 0 || n > 60 {
 					out.emit(loadev.Event{Type: "error", T: now(), Msg: fmt.Sprintf("bad command %q", c)})
@@ -277,7 +282,7 @@ loop:
 				slowWG.Add(1)
 				go func() {
 					defer slowWG.Done()
-					out.emit(slow(ctx, o, addr, key, n, st))
+					out.emit(slow(ctx, o, addr, key, n, retry, st))
 				}()
 				continue
 			}
@@ -286,9 +291,13 @@ loop:
 	}
 	wcancel()
 	wg.Wait()
+	// The write-unavailability figures end when the writers stop: a slow
+	// statement still retrying must not stretch them.
+	gaps := st.event("summary")
 	slowWG.Wait()
 
 	sum := st.event("summary")
+	sum.Gap, sum.MaxGap, sum.MaxGapStart, sum.PathMaxGap = gaps.Gap, gaps.MaxGap, gaps.MaxGapStart, gaps.PathMaxGap
 	sum.Idle = map[string]int{}
 	for _, c := range idle {
 		sum.Idle[c.probe()]++
@@ -347,8 +356,12 @@ func writer(ctx context.Context, o options, dsn, path, keyPrefix string, st *sta
 	}
 }
 
-// slow runs one autocommit INSERT ... SELECT that sleeps n seconds.
-func slow(ctx context.Context, o options, addr, key string, n float64, st *stats) loadev.Event {
+// slow runs one autocommit INSERT ... SELECT that sleeps n seconds. With
+// retry, a failed statement is retried as a plain INSERT of the same key, as
+// an application does after "lost connection", until it succeeds or meets
+// the original row (duplicate key: the first attempt had committed after
+// all); either way the row is acknowledged.
+func slow(ctx context.Context, o options, addr, key string, n float64, retry bool, st *stats) loadev.Event {
 	dsn, _ := o.dsn(addr)
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
@@ -364,6 +377,11 @@ func slow(ctx context.Context, o options, addr, key string, n float64, st *stats
 		_, err = db.ExecContext(sctx, "INSERT INTO lab_writes (k, path, server_id) SELECT ?, 'slow', @@server_id FROM DUAL WHERE SLEEP(?) = 0", key, n)
 	}
 	e := loadev.Event{Type: "slow", T: now(), Took: time.Since(start).Seconds()}
+	if err != nil && retry && ctx.Err() == nil {
+		e.FirstErr = oneLine(err.Error())
+		id, err = retryInsert(ctx, o, addr, key, &e)
+		e.Took = time.Since(start).Seconds()
+	}
 	if err != nil {
 		e.Msg = oneLine(err.Error())
 		return e
@@ -371,6 +389,50 @@ func slow(ctx context.Context, o options, addr, key string, n float64, st *stats
 	st.success("slow", key, id, time.Now())
 	e.OKSlow, e.Msg = true, key
 	return e
+}
+
+// retryInsert inserts key until that succeeds or meets the row already
+// there (MySQL error 1062), for up to 30 s, on a fresh connection each time.
+func retryInsert(ctx context.Context, o options, addr, key string, e *loadev.Event) (int, error) {
+	dsn, _ := o.dsn(addr)
+	var err error
+	for range 300 {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		e.Retries++
+		var id int
+		id, err = func() (int, error) {
+			db, err := sql.Open("mysql", dsn)
+			if err != nil {
+				return 0, err
+			}
+			defer db.Close()
+			sctx, cancel := context.WithTimeout(ctx, o.stmtTimeout)
+			defer cancel()
+			var id int
+			if err := db.QueryRowContext(sctx, "SELECT @@server_id").Scan(&id); err != nil {
+				return 0, err
+			}
+			_, err = db.ExecContext(sctx, "INSERT INTO lab_writes (k, path, server_id) VALUES (?, 'slow', @@server_id)", key)
+			return id, err
+		}()
+		var me *mysql.MySQLError
+		switch {
+		case err == nil:
+			e.RetryResult = "ok"
+			return id, nil
+		case errors.As(err, &me) && me.Number == 1062:
+			e.RetryResult = "duplicate"
+			return id, nil
+		}
+		e.RetryResult = oneLine(err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return 0, err
 }
 
 type idleConn struct {
