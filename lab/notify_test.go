@@ -125,6 +125,13 @@ func TestNotifyIdleClientsReset(t *testing.T) {
 		t.Errorf("%d of %d client connections still ESTABLISHED to the old node %s 2s after the VIP moved (gone after %v); client neighbour %s; MACs%s\n%s",
 			stale, len(c.before), from, gone, strings.TrimSpace(string(neigh)), macs, l.Diagnostics())
 	}
+	// keepalived may still be shutting down (its STOP takes about a
+	// second); Recover must find it gone to start it again.
+	for end := time.Now().Add(15 * time.Second); l.KeepalivedRunning(from) && time.Now().Before(end); {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := l.Recover(ctx, 90*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}

@@ -20,8 +20,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/fence"
@@ -48,6 +50,11 @@ type cmdline struct {
 	Verbose bool     `short:"v" help:"Also log every SQL statement."`
 	Event   eventCmd `cmd:"" default:"withargs" help:"Handle one keepalived event (the default): INSTANCE|GROUP NAME STATE PRIORITY."`
 	FIFO    fifoCmd  `cmd:"" name:"fifo" help:"Read keepalived's notify_fifo (notify_fifo_script appends the FIFO path)."`
+	Reset   resetCmd `cmd:"" name:"reset-clients" hidden:"" help:"Reset the stale TCP clients of VIP (run detached by a fence)."`
+}
+
+type resetCmd struct {
+	VIP string `arg:"" name:"vip" help:"The VIP that left this node."`
 }
 
 type eventCmd struct {
@@ -81,8 +88,13 @@ func run(ctx context.Context, c *cmdline, command string, stdout, stderr io.Writ
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(logDestination(stderr), &slog.HandlerOptions{Level: level})).With("prog", prog)
-	eng := &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: stdout, ResetClients: tcpreset.Reset}
-	if command == "fifo <fifo>" {
+	eng := &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: stdout, ResetClients: resetDetached(c.Config, stderr)}
+	switch command {
+	case "reset-clients <vip>":
+		rctx, cancel := context.WithTimeout(ctx, resetBudget)
+		defer cancel()
+		return tcpreset.Reset(rctx, c.Reset.VIP, log)
+	case "fifo <fifo>":
 		return runFIFO(ctx, eng, c.FIFO.Path)
 	}
 	ev, err := fence.ParseArgs(c.Event.Args)
@@ -90,6 +102,39 @@ func run(ctx context.Context, c *cmdline, command string, stdout, stderr io.Writ
 		return &usageError{err}
 	}
 	return handleOne(ctx, eng, ev)
+}
+
+// resetBudget bounds a detached reset-clients run: segments are re-sent for
+// about 3 s (see tcpreset.Reset), then the local sockets are closed.
+const resetBudget = 4 * time.Second
+
+// resetDetached returns the fence's client-reset step: it starts
+// "notify reset-clients VIP" in a session of its own and returns at once.
+// The resets must go on after the VIP has reached the new holder, which may
+// be after keepalived SIGKILLs this run's process group (a STOP fence gets
+// about one second); a child in its own session is outside that group, and
+// the fence does not wait seconds for it.
+func resetDetached(configPath string, stderr io.Writer) func(context.Context, string, *slog.Logger) error {
+	return func(ctx context.Context, vip string, log *slog.Logger) error {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding own executable: %w", err)
+		}
+		args := []string{"reset-clients", vip}
+		if configPath != "" {
+			args = append([]string{"-c", configPath}, args...)
+		}
+		cmd := exec.Command(self, args...)
+		cmd.Stderr = stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("starting reset-clients: %w", err)
+		}
+		log.Info("stale TCP client reset runs detached", "pid", cmd.Process.Pid, "vip", vip)
+		// Reap it if this process lives long enough; never wait for it.
+		go func() { _ = cmd.Wait() }()
+		return nil
+	}
 }
 
 func handleOne(ctx context.Context, eng *fence.Engine, ev fence.Event) error {

@@ -232,17 +232,51 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 		log.Info("no stale TCP clients of the VIP", "vip", vip)
 		return nil
 	}
-	sent, err := Send(conns)
-	switch {
-	case errors.Is(err, ErrNoRawSocket):
-		log.Warn("cannot reset stale TCP clients: no CAP_NET_RAW; closing local sockets only", "count", len(conns), "err", err)
-	case err != nil:
-		log.Warn("some resets failed", "sent", sent, "count", len(conns), "err", err)
-	default:
-		log.Info("stale TCP clients reset", "sent", sent, "count", len(conns))
+	// The segments are sent again for a while: the client's challenge ACK
+	// only turns into an RST once the new holder has the VIP, which keepalived
+	// gives it some time after the VIP left here (about 0.6 s after a
+	// priority-0 advert, longer after a failure). Clients answer an
+	// out-of-window segment at most once per net.ipv4.tcp_invalid_ratelimit
+	// (500 ms): a shorter period would only be ignored.
+	end := time.Now().Add(resendFor)
+	if dl, ok := ctx.Deadline(); ok && dl.Add(-closeReserve).Before(end) {
+		end = dl.Add(-closeReserve) // leave time to close the local sockets
 	}
+	total := 0
+	for round := 0; ; round++ {
+		sent, err := Send(conns)
+		total += sent
+		if errors.Is(err, ErrNoRawSocket) {
+			log.Warn("cannot reset stale TCP clients: no CAP_NET_RAW; closing local sockets only", "count", len(conns), "err", err)
+			break
+		}
+		if err != nil && round == 0 {
+			log.Warn("some resets failed", "sent", sent, "count", len(conns), "err", err)
+		}
+		if round == 0 {
+			log.Info("stale TCP clients reset", "sent", sent, "count", len(conns))
+		}
+		if time.Now().Add(resendEvery).After(end) || isLocal(addr) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(resendEvery):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	log.Info("stale TCP client resets sent", "segments", total, "until", time.Now().Format("15:04:05.000"))
 	return closeLocal(ctx, addr, log)
 }
+
+// Resend timing, see Reset.
+const (
+	resendFor    = 3 * time.Second
+	resendEvery  = 550 * time.Millisecond
+	closeReserve = 60 * time.Millisecond
+)
 
 // closeLocal destroys the local sockets of vip (SOCK_DESTROY through ss -K).
 func closeLocal(ctx context.Context, vip netip.Addr, log *slog.Logger) error {
