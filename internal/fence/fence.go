@@ -291,6 +291,45 @@ func (e *Engine) setReadOnlyLoop(ctx context.Context, db *sql.DB, v probe.Versio
 	}
 }
 
+// hung reports whether err means the server did not answer in time (frozen
+// or overloaded), as opposed to not running at all: a mysqld that is not
+// running comes back read-only (my.cnf), a hung one comes back as it was.
+func hung(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// fenceRetryFor bounds how long a fence keeps trying a server that does not
+// answer; a newer event ends it sooner.
+const fenceRetryFor = 10 * time.Minute
+
+// fenceWhenBack retries the local fence until it succeeds, this run is
+// superseded, or fenceRetryFor passes.
+func (e *Engine) fenceWhenBack(parent context.Context, gen uint64, db *sql.DB) (fenceReport, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), fenceRetryFor)
+	defer cancel()
+	ctx, unwatch := e.watch(ctx, gen)
+	defer unwatch()
+	done := e.step("fence.local.retry", "for", fenceRetryFor)
+	for attempt := 1; ; attempt++ {
+		actx, acancel := context.WithTimeout(ctx, e.Cfg.Notify.FenceTimeout.Duration)
+		rep, err := e.fenceServer(actx, db, "local")
+		acancel()
+		if err == nil {
+			done(nil, "attempts", attempt)
+			return rep, nil
+		}
+		if ctx.Err() != nil {
+			done(err, "attempts", attempt)
+			return rep, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // fence handles BACKUP, FAULT, STOP and DELETED on this node.
 func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	n := e.Cfg.Notify
@@ -348,10 +387,25 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 		all(ErrSuperseded)
 		return ErrSuperseded
 	}
+	if err != nil && rep.Version.Flavor == 0 && !stop && !superseded(ctx) && hung(err) {
+		// Unreachable is not the same as not writable: a frozen
+		// (SIGSTOPped, swapping, hung) mysqld comes back exactly as it
+		// was, writable. Keep trying, without the run lock, for as long as
+		// this is the newest event, so read_only lands the moment it
+		// answers rather than at keepalived's next transition.
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby",
+			Reason: "fence failed, retrying until the server answers: " + err.Error()})
+		l.Unlock()
+		if late, lerr := e.fenceWhenBack(parent, gen, db); lerr == nil {
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "done", Role: "standby",
+				FinalPosition: late.Position.String(), Position: toState(late.Position),
+				Reason: "fenced late: the server did not answer at first; replication is verified by the next event"})
+			all(nil, "late", true)
+			return nil
+		}
+	}
 	if err != nil {
-		// A server that cannot be reached is not writable either; when it
-		// comes back it starts read-only (my.cnf) and mysqlcheck judges
-		// it then. A server reached but not fenced must not look fit.
+		// A server reached but not fenced must not look fit.
 		o := state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: "fence failed: " + err.Error()}
 		o.Unfit = rep.Version.Flavor != 0
 		e.writeOutcome(gen, o)
