@@ -363,7 +363,11 @@ func TestBadInput(t *testing.T) {
 		for range 4 {
 			idle = append(idle, dial())
 		}
-		time.Sleep(50 * time.Millisecond) // let the server take them
+		// Let the server take them all before the one over the cap (a
+		// fixed sleep was not enough on a loaded machine).
+		for end := time.Now().Add(2 * time.Second); srv.Metrics.open.Load() < 4 && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		extra := dial()
 		if r := closedWithin(extra, 100*time.Millisecond); r != "" {
 			t.Fatalf("connection over the cap got %q", r)
