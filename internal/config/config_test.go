@@ -145,6 +145,12 @@ func TestLoadFiles(t *testing.T) {
 			}
 		})
 	}
+	t.Run("peer password is a secret too", func(t *testing.T) {
+		p := write(t, "c.toml", "[peer]\nhost = \"192.0.2.12\"\npassword = \"s3cret\"\n", 0o644)
+		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "holds a password") {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("world-readable without password is fine", func(t *testing.T) {
 		p := write(t, "c.toml", "[mysql]\nuser = \"monitor\"\n", 0o644)
 		if _, err := Load(p); err != nil {

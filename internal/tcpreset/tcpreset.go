@@ -256,7 +256,13 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 		if round == 0 {
 			log.Info("stale TCP clients reset", "sent", sent, "count", len(conns))
 		}
-		if time.Now().Add(resendEvery).After(end) || isLocal(addr) {
+		if isLocal(addr) {
+			// The VIP came back while resending: these are live sessions
+			// again, neither to reset nor to close.
+			log.Warn("VIP is configured here again: stopping the reset, local sockets kept", "vip", vip)
+			return nil
+		}
+		if time.Now().Add(resendEvery).After(end) {
 			break
 		}
 		select {
