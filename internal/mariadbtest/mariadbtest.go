@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -99,8 +100,19 @@ func Available() error {
 	return nil
 }
 
-// FreePort returns a TCP port free on addr right now.
+// FreePort returns a TCP port free on addr right now. It picks at random
+// below the kernel's ephemeral range (32768+): ports from bind(":0") are
+// handed out again to the next caller in another test process, and outgoing
+// connections take ephemeral ports between our check and mariadbd's bind.
 func FreePort(addr string) (int, error) {
+	for range 64 {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(p)))
+		if err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 	if err != nil {
 		return 0, err
@@ -108,6 +120,12 @@ func FreePort(addr string) (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// pickPort is FreePort, replaceable by the test of the retry.
+var pickPort = FreePort
+
+// errPortInUse marks a start that failed only because the port was taken.
+var errPortInUse = errors.New("port already in use")
 
 // Launch creates a datadir and starts a server, waiting until it answers.
 func Launch(ctx context.Context, o Options) (*Server, error) {
@@ -138,8 +156,9 @@ func Launch(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.Dir = filepath.Join(parent, fmt.Sprintf("db%d", o.ServerID))
 	s.Socket = filepath.Join(s.Dir, "mysqld.sock")
-	if o.Port == 0 {
-		p, err := FreePort(o.Host)
+	autoPort := o.Port == 0
+	if autoPort {
+		p, err := pickPort(o.Host)
 		if err != nil {
 			s.cleanupDir()
 			return nil, fmt.Errorf("finding a free port: %w", err)
@@ -152,9 +171,23 @@ func Launch(ctx context.Context, o Options) (*Server, error) {
 		s.cleanupDir()
 		return nil, err
 	}
-	if err := s.Start(ctx); err != nil {
-		s.cleanupDir()
-		return nil, err
+	// A port picked by FreePort can still be taken by a parallel test
+	// before mariadbd binds it: pick another and start again.
+	for attempt := 1; ; attempt++ {
+		err := s.Start(ctx)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortInUse) || !autoPort || attempt == 5 {
+			s.cleanupDir()
+			return nil, err
+		}
+		p, perr := pickPort(o.Host)
+		if perr != nil {
+			s.cleanupDir()
+			return nil, fmt.Errorf("finding a free port: %w", perr)
+		}
+		o.Port, s.Opts.Port, s.Port = p, p, p
 	}
 	if err := s.bootstrapAccounts(ctx); err != nil {
 		s.Destroy()
@@ -225,6 +258,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	logPath := filepath.Join(s.Dir, "error.log")
+	var logStart int64
+	if fi, err := os.Stat(logPath); err == nil {
+		logStart = fi.Size()
+	}
 	argv := append(append(append([]string{}, s.Opts.Wrap...), bin), s.Args()...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -242,7 +280,12 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("mariadbd exited at start (%v):\n%s", s.err, s.ErrorLog(30))
+			log := s.ErrorLog(30)
+			if b, err := os.ReadFile(logPath); err == nil && int64(len(b)) >= logStart &&
+				bytes.Contains(b[logStart:], []byte("Bind on TCP/IP port")) {
+				return fmt.Errorf("mariadbd exited at start: %w (%d):\n%s", errPortInUse, s.Port, log)
+			}
+			return fmt.Errorf("mariadbd exited at start (%v):\n%s", s.err, log)
 		case <-wctx.Done():
 			s.Kill()
 			return fmt.Errorf("mariadbd did not answer within 60s:\n%s", s.ErrorLog(30))
