@@ -1,12 +1,13 @@
 #!/bin/sh
-# Compares agentcheck with a clustercheck-style shell script forked by socat
-# for every check, on one throwaway MariaDB, and prints checks/s, mean and
-# p99 latency for both, and the MySQL polls per interval agentcheck caused
-# (counted on the server's own Connections and Com_select counters).
+# Compares agentcheck (bin/agentcheck serve, its own process) with a
+# clustercheck-style shell script forked by socat for every check, on one
+# throwaway MariaDB, and prints checks/s, latency percentiles and CPU per
+# check for both, latency at fixed rates, the MySQL polls per interval
+# agentcheck caused (the server's own counters), and, when nginx is
+# installed, nginx answering a fixed string as this machine's ceiling.
 # Needs mariadbd, the mysql client and socat. Figures are printed, never
-# asserted. Usage: scripts/bench-agentcheck.sh [SECONDS] [CLIENTS]
+# asserted. Usage: scripts/bench-agentcheck.sh [SECONDS] [CLIENTS] [RATES]
 set -eu
 cd "$(dirname "$0")/.."
-VIPGUARD_BENCH=1 VIPGUARD_BENCH_SECONDS=${1:-5} VIPGUARD_BENCH_CLIENTS=${2:-4} \
-	go test -count=1 -run '^TestBenchCompare$' -v ./internal/agent 2>&1 |
-	grep -v 'level=' | grep -E 'bench|PASS|FAIL|SKIP|ok|---'
+make -s build
+exec go run ./tools/benchagent -seconds "${1:-5}" -clients "${2:-4}" -rates "${3:-1000,5000}"

@@ -24,7 +24,6 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/check"
@@ -292,9 +291,14 @@ var errNoRole = errors.New("no role named")
 
 // clean makes a reason safe for one protocol line: printable ASCII, no
 // line breaks, bounded.
-func clean(s string, limit int) string {
-	var b strings.Builder
-	space := false
+func clean(s string, limit int) string { return string(appendClean(nil, s, limit)) }
+
+// appendClean appends s with every rune outside printable ASCII turned into
+// a space, runs of spaces collapsed, no space at either end, and at most
+// limit bytes before a "..." that says it was cut.
+func appendClean(b []byte, s string, limit int) []byte {
+	start := len(b)
+	space := true // drops leading spaces
 	for _, r := range s {
 		if r < 0x20 || r > 0x7e {
 			r = ' '
@@ -307,10 +311,16 @@ func clean(s string, limit int) string {
 		} else {
 			space = false
 		}
-		b.WriteRune(r)
-		if b.Len() >= limit {
-			return strings.TrimSpace(b.String()) + "..."
+		if len(b)-start >= limit {
+			for len(b) > start && b[len(b)-1] == ' ' {
+				b = b[:len(b)-1]
+			}
+			return append(b, "..."...)
 		}
+		b = append(b, byte(r))
 	}
-	return strings.TrimSpace(b.String())
+	for len(b) > start && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
+	return b
 }

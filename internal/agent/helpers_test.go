@@ -46,11 +46,18 @@ func socketConfig(t *testing.T, s *mariadbtest.Server, agent string) *config.Con
 // test ends.
 func startServer(t *testing.T, cfg *config.Config) (*Server, string) {
 	t.Helper()
+	return startServerPath(t, cfg, true)
+}
+
+// startServerPath is startServer with the fast path on or off.
+func startServerPath(t *testing.T, cfg *config.Config, fast bool) (*Server, string) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	srv := NewServer(cfg, log)
+	srv.NoFastPath = !fast
 	srv.Poller.PollOnce(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})
@@ -142,7 +149,7 @@ func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 
 // benchConfig is a configuration for benchmarks; the MySQL it names is
 // absent, which does not matter for the cost of answering from cache.
-func benchConfig(b *testing.B) *config.Config {
+func benchConfig(b testing.TB) *config.Config {
 	dir := b.TempDir()
 	toml := fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\n[agent]\nmax_conns = 4096\n", dir, filepath.Join(dir, "none.sock"))
 	c, err := config.Parse([]byte(toml))

@@ -19,6 +19,7 @@ type Metrics struct {
 	checks   [numRoles][numVerdicts]atomic.Uint64
 	kinds    [2]atomic.Uint64
 	rejected [numRejects]atomic.Uint64
+	slow     [numSlowReasons]atomic.Uint64
 	open     atomic.Int64
 }
 
@@ -91,6 +92,10 @@ func (m *Metrics) Write(in Input, pol Policy) []byte {
 	help("vipguard_agent_connections_dropped_total", "counter", "Connections closed without an answer, by reason.")
 	for i := reject(0); i < numRejects; i++ {
 		fmt.Fprintf(&b, "vipguard_agent_connections_dropped_total{reason=%q} %d\n", rejectNames[i], m.rejected[i].Load())
+	}
+	help("vipguard_agent_slow_path_total", "counter", "Checks handed from the fast path to the general one, by reason.")
+	for i := range m.slow {
+		fmt.Fprintf(&b, "vipguard_agent_slow_path_total{reason=%q} %d\n", slowNames[i], m.slow[i].Load())
 	}
 	help("vipguard_agent_open_connections", "gauge", "Check connections being served.")
 	fmt.Fprintf(&b, "vipguard_agent_open_connections %d\n", m.open.Load())

@@ -268,22 +268,34 @@ func parseTarget(req *Request, target string) {
 // AgentLine renders an answer in HAProxy's agent-check grammar: health
 // and weight words only (never ready/drain/maint, see the package doc),
 // then a "#" description HAProxy shows in its logs and stats.
-func (a Answer) AgentLine() string {
-	var b strings.Builder
+func (a Answer) AgentLine() string { return string(a.appendAgentLine(nil)) }
+
+// The append forms below build answers without fmt: the fast path renders
+// one per check into a reused buffer.
+
+func (a Answer) appendAgentLine(b []byte) []byte {
 	switch a.Verdict {
 	case Up, Drain:
-		b.WriteString("up")
+		b = append(b, "up"...)
 		if a.Weight >= 0 {
-			b.WriteString(" " + strconv.Itoa(a.Weight) + "%")
+			b = append(b, ' ')
+			b = strconv.AppendInt(b, int64(a.Weight), 10)
+			b = append(b, '%')
 		}
 	default:
-		b.WriteString("down")
+		b = append(b, "down"...)
 	}
-	if r := clean(a.Reason, 160); r != "" {
-		b.WriteString(" #" + a.Verdict.String() + ": " + r)
+	if a.Reason != "" {
+		n := len(b)
+		b = append(b, " #"...)
+		b = append(b, a.Verdict.String()...)
+		b = append(b, ": "...)
+		m := len(b)
+		if b = appendClean(b, a.Reason, 160); len(b) == m {
+			b = b[:n] // nothing printable in the reason
+		}
 	}
-	b.WriteString("\n")
-	return b.String()
+	return append(b, '\n')
 }
 
 // HTTPStatus is the status an HTTP check gets: 200 up; 404 drain, which
@@ -300,57 +312,81 @@ func (a Answer) HTTPStatus() int {
 }
 
 // JSON renders the short body of an HTTP answer.
-func (a Answer) JSON() []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"check":%q,"status":%q`, a.Role.String(), a.Verdict.String())
+func (a Answer) JSON() []byte { return a.appendJSON(nil) }
+
+func (a Answer) appendJSON(b []byte) []byte {
+	b = append(b, `{"check":"`...)
+	b = append(b, a.Role.String()...)
+	b = append(b, `","status":"`...)
+	b = append(b, a.Verdict.String()...)
+	b = append(b, '"')
 	if a.Weight >= 0 {
-		fmt.Fprintf(&b, `,"weight":%d`, a.Weight)
+		b = append(b, `,"weight":`...)
+		b = strconv.AppendInt(b, int64(a.Weight), 10)
 	}
 	if a.Lag != nil {
-		fmt.Fprintf(&b, `,"lag_seconds":%s`, strconv.FormatFloat(a.Lag.Seconds(), 'f', -1, 64))
+		b = append(b, `,"lag_seconds":`...)
+		b = strconv.AppendFloat(b, a.Lag.Seconds(), 'f', -1, 64)
 	}
 	if a.Age >= 0 {
-		fmt.Fprintf(&b, `,"state_age_seconds":%s`, strconv.FormatFloat(a.Age.Seconds(), 'f', 3, 64))
+		b = append(b, `,"state_age_seconds":`...)
+		b = strconv.AppendFloat(b, a.Age.Seconds(), 'f', 3, 64)
 	}
-	fmt.Fprintf(&b, `,"reason":%s}`, jsonString(clean(a.Reason, 400)))
-	b.WriteByte('\n')
-	return b.Bytes()
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, a.Reason, 400)
+	return append(b, "}\n"...)
 }
 
-// jsonString quotes printable ASCII (what clean leaves) as a JSON string.
-func jsonString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '"' || c == '\\' {
-			b.WriteByte('\\')
+// appendJSONString quotes s, cleaned (printable ASCII, see appendClean),
+// as a JSON string.
+func appendJSONString(b []byte, s string, limit int) []byte {
+	b = append(b, '"')
+	start := len(b)
+	b = appendClean(b, s, limit)
+	// Escape in place from the end: only '"' and '\\' need it.
+	for i := len(b) - 1; i >= start; i-- {
+		if c := b[i]; c == '"' || c == '\\' {
+			b = append(b, 0)
+			copy(b[i+1:], b[i:])
+			b[i] = '\\'
 		}
-		b.WriteByte(c)
 	}
-	b.WriteByte('"')
-	return b.String()
+	return append(b, '"')
 }
 
 var statusText = map[int]string{200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 // WriteHTTP writes one complete response and announces the close.
 func WriteHTTP(w io.Writer, req Request, status int, contentType string, body []byte) error {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", status, statusText[status])
-	fmt.Fprintf(&b, "Content-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n", contentType, len(body))
-	if status == 405 || req.Method == "OPTIONS" {
-		b.WriteString("Allow: GET, HEAD, OPTIONS\r\n")
-	}
-	b.WriteString("\r\n")
-	if req.Method != "HEAD" {
-		b.Write(body)
-	}
-	_, err := w.Write(b.Bytes())
+	_, err := w.Write(appendHTTP(nil, req, status, contentType, body))
 	return err
 }
 
+func appendHTTP(b []byte, req Request, status int, contentType string, body []byte) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, statusText[status]...)
+	b = append(b, "\r\nContent-Type: "...)
+	b = append(b, contentType...)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\nCache-Control: no-store\r\nConnection: close\r\n"...)
+	if status == 405 || req.Method == "OPTIONS" {
+		b = append(b, "Allow: GET, HEAD, OPTIONS\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	if req.Method != "HEAD" {
+		b = append(b, body...)
+	}
+	return b
+}
+
 // errorBody is the JSON of a request that was not a check.
-func errorBody(problem string) []byte {
-	return []byte(`{"status":"error","reason":` + jsonString(clean(problem, 200)) + "}\n")
+func errorBody(problem string) []byte { return appendErrorBody(nil, problem) }
+
+func appendErrorBody(b []byte, problem string) []byte {
+	b = append(b, `{"status":"error","reason":`...)
+	b = appendJSONString(b, problem, 200)
+	return append(b, "}\n"...)
 }

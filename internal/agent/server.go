@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -24,6 +25,9 @@ type Server struct {
 	Log     *slog.Logger
 	Poller  *Poller
 	Metrics *Metrics
+
+	// NoFastPath serves TCP listeners through net.Conn only (tests).
+	NoFastPath bool
 
 	files atomic.Pointer[Files]
 	cfg   atomic.Pointer[config.Config]
@@ -81,29 +85,53 @@ func (s *Server) Answer(req Request, now time.Time) Answer {
 
 // Respond writes the answer to req.
 func (s *Server) Respond(w io.Writer, req Request) error {
+	var rb respBuf
+	_, err := w.Write(s.appendResponse(&rb, req))
+	return err
+}
+
+// respBuf holds the buffers an answer is rendered in; the fast path keeps
+// one per listener, so a check allocates next to nothing.
+type respBuf struct{ out, body []byte }
+
+const (
+	jsonType       = "application/json"
+	prometheusType = "text/plain; version=0.0.4; charset=utf-8"
+)
+
+// appendResponse renders the whole answer to req (the agent line, or the
+// HTTP response) in rb and returns it.
+func (s *Server) appendResponse(rb *respBuf, req Request) []byte {
 	now := time.Now()
 	if req.Kind == KindAgent {
 		a := s.Answer(req, now)
 		s.Metrics.countCheck(req.Kind, a)
-		_, err := io.WriteString(w, a.AgentLine())
-		return err
+		rb.out = a.appendAgentLine(rb.out[:0])
+		return rb.out
 	}
+	status, ctype := 0, jsonType
 	switch {
 	case req.Status != 0:
-		return WriteHTTP(w, req, req.Status, "application/json", errorBody(req.Problem))
+		status, rb.body = req.Status, appendErrorBody(rb.body[:0], req.Problem)
 	case req.Role == RoleMetrics:
-		body := s.Metrics.Write(s.Input(now), s.Policy())
-		return WriteHTTP(w, req, 200, "text/plain; version=0.0.4; charset=utf-8", body)
+		status, ctype, rb.body = 200, prometheusType, s.Metrics.Write(s.Input(now), s.Policy())
+	default:
+		a := s.Answer(req, now)
+		s.Metrics.countCheck(req.Kind, a)
+		status, rb.body = a.HTTPStatus(), a.appendJSON(rb.body[:0])
 	}
-	a := s.Answer(req, now)
-	s.Metrics.countCheck(req.Kind, a)
-	return WriteHTTP(w, req, a.HTTPStatus(), "application/json", a.JSON())
+	rb.out = appendHTTP(rb.out[:0], req, status, ctype, rb.body)
+	return rb.out
 }
 
-// Serve accepts connections on l until ctx ends or l is closed.
+// Serve accepts connections on l until ctx ends or l is closed (a TCP
+// listener: until ctx ends). TCP listeners take the fast path (fastpath.go).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
+	if tl, ok := l.(*net.TCPListener); ok && !s.NoFastPath && s.serveFast(ctx, tl) {
+		return nil
+	}
 	var backoff time.Duration
 	for {
 		c, err := l.Accept()
@@ -122,24 +150,29 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			}
 		}
 		backoff = 0
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			// Over the cap: close at once rather than queue. HAProxy treats
-			// an unreachable agent as "no change".
-			s.Metrics.rejected[rejectLimit].Add(1)
-			c.Close()
-			continue
-		}
-		s.track(c, true)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.sem }()
-			defer s.track(c, false)
-			s.ServeConn(c)
-		}()
+		s.spawn(c, func() { s.serveConn(c, nil) })
 	}
+}
+
+// spawn runs serve for c in its own goroutine, within max_conns.
+func (s *Server) spawn(c net.Conn, serve func()) {
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		// Over the cap: close at once rather than queue. HAProxy treats
+		// an unreachable agent as "no change".
+		s.Metrics.rejected[rejectLimit].Add(1)
+		c.Close()
+		return
+	}
+	s.track(c, true)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-s.sem }()
+		defer s.track(c, false)
+		serve()
+	}()
 }
 
 func (s *Server) track(c net.Conn, add bool) {
@@ -156,11 +189,15 @@ func (s *Server) track(c net.Conn, add bool) {
 
 // ServeConn answers the one check on c and closes it. The deadline covers
 // the whole exchange, so a slow or silent client costs at most io_timeout.
-func (s *Server) ServeConn(c net.Conn) {
+func (s *Server) ServeConn(c net.Conn) { s.serveConn(c, nil) }
+
+// serveConn is ServeConn for a request whose first bytes were read already.
+func (s *Server) serveConn(c net.Conn, read []byte) {
 	defer c.Close()
 	timeout := s.cfg.Load().Agent.IOTimeout.Duration
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	br := bufio.NewReaderSize(c, 512)
+	pre := bytes.NewReader(read)
+	br := bufio.NewReaderSize(io.MultiReader(pre, c), 512)
 	req, err := ReadRequest(br)
 	if err != nil {
 		var ne net.Error
@@ -174,7 +211,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	if err := s.Respond(c, req); err != nil {
 		return
 	}
-	if br.Buffered() > 0 {
+	if br.Buffered() > 0 || pre.Len() > 0 {
 		finish(c)
 	}
 }
