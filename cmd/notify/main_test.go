@@ -152,6 +152,11 @@ func TestDryRun(t *testing.T) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	// The log says what would happen, never that it is happening.
+	if !strings.Contains(r.stderr, "would kill client thread") || !strings.Contains(r.stderr, "would_kill=1") ||
+		strings.Contains(r.stderr, "killing client thread") || strings.Contains(r.stderr, "killed=") {
+		t.Errorf("dry-run log should say \"would kill client thread\" only:\n%s", r.stderr)
+	}
 	if readOnly(t, a) {
 		t.Fatal("dry-run set read_only")
 	}

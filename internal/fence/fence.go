@@ -174,7 +174,11 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 		}
 		for _, t := range clients {
 			if t.Command != "Killed" {
-				e.Log.Info("killing client thread", "server", where, "id", t.ID, "user", t.User,
+				msg := "killing client thread"
+				if e.DryRun {
+					msg = "would kill client thread"
+				}
+				e.Log.Info(msg, "server", where, "id", t.ID, "user", t.User,
 					"host", t.Host, "command", t.Command, "time", t.Time, "state", t.State, "info", t.Info)
 			}
 			if err := ka.Kill(ctx, t.ID); err != nil {
@@ -382,7 +386,7 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 		rep, err = e.fenceServer(fctx, db, "local")
 	}
 	fcancel()
-	done(err, "killed", rep.Killed, "rounds", rep.Rounds, "position", rep.Position)
+	done(err, e.killedKey(), rep.Killed, "rounds", rep.Rounds, "position", rep.Position)
 	if superseded(ctx) {
 		all(ErrSuperseded)
 		return ErrSuperseded
@@ -544,4 +548,12 @@ func (e *Engine) ensureReplication(ctx context.Context, db *sql.DB, v probe.Vers
 			return "", err
 		}
 	}
+}
+
+// killedKey names the kill count in step logs: a dry run kills nothing.
+func (e *Engine) killedKey() string {
+	if e.DryRun {
+		return "would_kill"
+	}
+	return "killed"
 }

@@ -255,7 +255,7 @@ func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bo
 		e.Log.Info("peer fence connection lost; again", "err", err)
 		rep, err = e.fenceServer(pctx, db, "peer")
 	}
-	done(err, "killed", rep.Killed, "position", rep.Position)
+	done(err, e.killedKey(), rep.Killed, "position", rep.Position)
 	if err != nil {
 		return nil, rep.Version.Flavor != 0, err
 	}
