@@ -380,6 +380,10 @@ port = %d
 [vip]
 address = %q
 
+[check]
+# The proxy host: a holder cut off from it is unfit (the partition fault).
+witnesses = ["%s:%d"]
+
 [notify]
 instance = "VI_MYSQL"
 policy = %q
@@ -390,7 +394,7 @@ listen = "%s:%d"
 http_listen = "%s:%d"
 interval = %q
 stale_after = %q
-`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, np.Policy, np.PromotionTimeout.String(),
+`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, ProxyAddr, WriterPort, np.Policy, np.PromotionTimeout.String(),
 		n.Addr, AgentPort, n.Addr, AgentHTTPPort, AgentInterval.String(), AgentStaleAfter.String())
 	tmp := n.Config + ".tmp"
 	if err := os.WriteFile(tmp, []byte(toml), 0o644); err != nil {

@@ -337,6 +337,13 @@ func TestFailoverLinkCut(t *testing.T) {
 	runScenario(t, "link-cut")
 }
 
+// The holder is cut off with its link up: only the witness check (the
+// proxy host) tells it so. It must yield and be fenced, never stay
+// writable beside the promoted peer.
+func TestFailoverPartition(t *testing.T) {
+	runScenario(t, "partition")
+}
+
 // The remaining injectors on the standby: IO thread stopped (unfit, with
 // the reason) and replication delay (events arrive late, the node stays
 // fit within max_lag). Recover mends both.

@@ -55,22 +55,6 @@ func (l *Lab) WaitHolder(ctx context.Context, name string, limit time.Duration) 
 		"db1", l.KeepalivedState("db1"), "db2", l.KeepalivedState("db2"))
 }
 
-// WaitHolds waits until name holds the VIP, whether or not the other node
-// holds it too.
-func (l *Lab) WaitHolds(ctx context.Context, name string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if has, err := l.Net.HasAddr(ctx, name, VIP); err == nil && has {
-			return nil
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("VIP not on %s within %s (keepalived db1=%s db2=%s)", name, limit,
-		l.KeepalivedState("db1"), l.KeepalivedState("db2"))
-}
-
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
 	case <-ctx.Done():

@@ -19,10 +19,6 @@ type Fault struct {
 	// every injector; Undo exists for faults whose undoing is part of the
 	// story, such as maintenance off).
 	Undo func(ctx context.Context, l *Lab, holder string) error
-	// SplitBrainExpected marks faults where today's stack (no fencing) is
-	// known to leave two writable nodes; the runner reports it instead of
-	// failing.
-	SplitBrainExpected bool
 	// RecoveryRace, when set, says why today's stack is known to leave both
 	// nodes writable for a moment while this fault is undone; the runner
 	// then reports such samples instead of failing on them.
@@ -49,12 +45,11 @@ var Faults = []Fault{
 	{Name: "link-cut", Desc: "take the VIP holder's link down (carrier loss; healed at recovery)",
 		Inject: func(ctx context.Context, l *Lab, h string) error { return l.CutLink(ctx, h) }},
 	{Name: "partition", Desc: "isolate the VIP holder, its link staying up (healed at recovery)",
-		Inject: func(ctx context.Context, l *Lab, h string) error { return l.Partition(ctx, h) },
-		// The isolated holder's check still passes (it is a writable
-		// writer): it stays MASTER and writable while the peer takes over.
-		// Nothing fences it today.
-		SplitBrainExpected: true,
-		RecoveryRace:       "both stay writable until the healed network lets one of them yield"},
+		// keepalived cannot see it (the link is up; the holder only stops
+		// hearing its peer); mysqlcheck's witness check (the proxy host)
+		// makes the isolated holder unfit, so it goes FAULT and notify
+		// fences it while the peer takes over.
+		Inject: func(ctx context.Context, l *Lab, h string) error { return l.Partition(ctx, h) }},
 }
 
 // FaultByName finds a fault.
@@ -153,11 +148,7 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 	if err := f.Inject(ctx, l, from); err != nil {
 		return res, fmt.Errorf("injecting %s: %w", f.Name, err)
 	}
-	wait := l.WaitHolder
-	if f.SplitBrainExpected {
-		wait = l.WaitHolds // the cut-off holder keeps its copy
-	}
-	if err := wait(ctx, to, 30*time.Second); err != nil {
+	if err := l.WaitHolder(ctx, to, 30*time.Second); err != nil {
 		return res, fmt.Errorf("after %s: %w", f.Name, err)
 	}
 	res.VIPMoved = time.Since(t0)
@@ -196,14 +187,13 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 	hooks.phase("recovered: %s holds the VIP, %s is a standby again", to, from)
 
 	verr := l.VerifyAll(ctx, lr.Acked)
-	if n := len(res.Sampler.BothWritable); n > 0 && !f.SplitBrainExpected {
+	if n := len(res.Sampler.BothWritable); n > 0 {
 		verr = errors.Join(verr, fmt.Errorf("both nodes writable in %d of %d samples, first at %s",
 			n, res.Sampler.Samples, res.Sampler.BothWritable[0].Format("15:04:05.000")))
 	}
 	if n := len(res.RecoverySampler.BothWritable); n > 0 {
-		// A known race of the stand-in is a failure with cmd/notify,
-		// unless no notify can prevent it (a partition).
-		if f.RecoveryRace == "" || !(l.Opts.StandIn || f.SplitBrainExpected) {
+		// A known race of the stand-in is a failure with cmd/notify.
+		if f.RecoveryRace == "" || !l.Opts.StandIn {
 			verr = errors.Join(verr, fmt.Errorf("both nodes writable in %d of %d samples while recovering, first at %s",
 				n, res.RecoverySampler.Samples, res.RecoverySampler.BothWritable[0].Format("15:04:05.000")))
 		} else {

@@ -59,6 +59,8 @@ type Input struct {
 	OutcomeErr  error
 	// Timeout is the deadline the snapshot ran under, for the message.
 	Timeout time.Duration
+	// Witness is the witness probe's result (nil: none configured).
+	Witness *Witness
 }
 
 func verdict(st Status, role, format string, a ...any) Verdict {
@@ -76,6 +78,12 @@ func Evaluate(c config.Check, in Input) Verdict {
 			why += fmt.Sprintf(" (%s)", m.Reason)
 		}
 		return verdict(Critical, "", "%s", why)
+	}
+	if w := in.Witness; w.Isolated() {
+		// Cut off from the network: whatever mysqld says, holding the VIP
+		// here would keep a writer the clients cannot reach beside the
+		// one the peer is about to promote.
+		return verdict(Critical, "", "isolated: no witness answered (%s)", strings.Join(w.Failures, "; "))
 	}
 	if in.SnapshotErr != nil {
 		return verdict(Critical, "", "%s", describeError(in.SnapshotErr, in.Timeout))
@@ -240,7 +248,10 @@ func Run(ctx context.Context, cfg *config.Config) Verdict {
 		return v
 	}
 	in.Outcome, in.OutcomeErr = dir.Outcome()
+	witness := make(chan *Witness, 1)
+	go func() { witness <- ProbeWitnesses(ctx, cfg.Check.Witnesses, cfg.Check.WitnessTimeout.Duration) }()
 	in.Snapshot, in.SnapshotErr = Snapshot(ctx, cfg)
+	in.Witness = <-witness
 	v := Evaluate(cfg.Check, in)
 	v.Took = time.Since(start)
 	return v

@@ -56,6 +56,10 @@ func TestEvaluateTable(t *testing.T) {
 		{"nothing read", Input{}, Unknown, "no server state"},
 		{"notify marked unfit", Input{Snapshot: &probe.Snapshot{}, Outcome: &state.Outcome{Event: "MASTER", Unfit: true, Reason: "gate not met"}}, Critical, "gate not met"},
 		{"outcome unreadable", Input{Snapshot: &probe.Snapshot{}, OutcomeErr: errors.New("corrupt")}, Critical, "corrupt"},
+		{"isolated writer", Input{Snapshot: &probe.Snapshot{}, Witness: &Witness{Failures: []string{"192.0.2.1:22: no answer within 300ms"}}}, Critical, "isolated: no witness answered (192.0.2.1:22: no answer within 300ms)"},
+		{"isolated standby", Input{Snapshot: standby(healthy), Witness: &Witness{Failures: []string{"a:1: x", "b:2: y"}}}, Critical, "(a:1: x; b:2: y)"},
+		{"witness reached", Input{Snapshot: &probe.Snapshot{}, Witness: &Witness{Reached: "192.0.2.1:22", Failures: []string{"b:2: y"}}}, OK, "writer"},
+		{"maintenance before isolation", Input{Maintenance: state.Maintenance{On: true}, Witness: &Witness{}}, Critical, "maintenance mode is on"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

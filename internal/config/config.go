@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,6 +126,21 @@ type Check struct {
 	// stopped, or whose IO thread stopped on an error other than "cannot
 	// reach the source", unfit. Default true.
 	FailOnReplicationError *bool `toml:"fail_on_replication_error"`
+	// Witnesses are "host:port" addresses of which this node must reach at
+	// least one to be fit. A TCP connect that succeeds or is refused proves
+	// the path (nothing needs to listen there); a timeout or an unreachable
+	// network does not. It makes a VIP holder cut off from the network with
+	// its link up (keepalived cannot see that: it only stops hearing the
+	// peer) unfit, so that it drops the VIP and notify fences it, instead of
+	// staying writable beside the peer that takes over. Pick addresses on
+	// the clients' side of the network, reachable from both nodes: the
+	// default gateway, the HAProxy hosts. If every witness is down, both
+	// nodes are unfit (no writer rather than two): list more than one.
+	// Empty (default): no witness check.
+	Witnesses []string `toml:"witnesses"`
+	// WitnessTimeout bounds the connects to the witnesses, which run
+	// alongside the MySQL probe. Default 300ms; below timeout.
+	WitnessTimeout Duration `toml:"witness_timeout"`
 
 	maxLagSet bool // max_lag = "0s" in the file disables the limit
 }
@@ -286,6 +302,9 @@ func (c *Config) applyDefaults() {
 	if k.WarnLag.Duration == 0 {
 		k.WarnLag.Duration = 30 * time.Second
 	}
+	if k.WitnessTimeout.Duration == 0 {
+		k.WitnessTimeout.Duration = 300 * time.Millisecond
+	}
 	if k.RequireReplication == nil {
 		k.RequireReplication = boolPtr(true)
 	}
@@ -424,6 +443,18 @@ func (c *Config) Validate() error {
 	if c.Check.Timeout.Duration > 60*time.Second {
 		bad("check.timeout %q is longer than any keepalived interval should be", c.Check.Timeout.String())
 	}
+	positive("check.witness_timeout", c.Check.WitnessTimeout)
+	if c.Check.WitnessTimeout.Duration >= c.Check.Timeout.Duration {
+		bad("check.witness_timeout %q must be below check.timeout %q", c.Check.WitnessTimeout.String(), c.Check.Timeout.String())
+	}
+	if len(c.Check.Witnesses) > maxWitnesses {
+		bad("check.witnesses lists %d addresses; at most %d", len(c.Check.Witnesses), maxWitnesses)
+	}
+	for _, w := range c.Check.Witnesses {
+		if err := validHostPort(w); err != nil {
+			bad("check.witnesses: %q: %v", w, err)
+		}
+	}
 	if c.Check.MaxLag.Duration < 0 {
 		bad("check.max_lag must not be negative, got %q", c.Check.MaxLag.String())
 	}
@@ -546,4 +577,24 @@ func bareErr(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// maxWitnesses bounds check.witnesses: each costs a connect per check.
+const maxWitnesses = 8
+
+// validHostPort accepts "host:port" with a non-empty host and a numeric
+// port in 1..65535 (a witness is dialled, so a service name would cost a
+// lookup in /etc/services on every check).
+func validHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	if host == "" {
+		return errors.New("no host")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port %q is not a number in 1..65535", port)
+	}
+	return nil
 }

@@ -82,6 +82,11 @@ func TestParseErrors(t *testing.T) {
 		{"relative state dir", "state_dir = \"var/x\"\n", "must be an absolute path"},
 		{"bad vip", "[vip]\naddress = \"192.0.2.300\"\n", `vip.address "192.0.2.300"`},
 		{"bad heartbeat table", "[heartbeat]\ntable = \"hb.x; DROP TABLE y\"\n", "heartbeat.table"},
+		{"witness without port", "[check]\nwitnesses = [\"192.0.2.1\"]\n", `check.witnesses: "192.0.2.1": want host:port`},
+		{"witness port name", "[check]\nwitnesses = [\"gw:ssh\"]\n", `port "ssh" is not a number`},
+		{"witness no host", "[check]\nwitnesses = [\":22\"]\n", "no host"},
+		{"too many witnesses", "[check]\nwitnesses = [\"a:1\",\"a:2\",\"a:3\",\"a:4\",\"a:5\",\"a:6\",\"a:7\",\"a:8\",\"a:9\"]\n", "at most 8"},
+		{"witness timeout over check timeout", "[check]\nwitness_timeout = \"1s\"\n", `check.witness_timeout "1s" must be below check.timeout "800ms"`},
 		{"two errors reported", "[mysql]\nport = 0\n[peer]\nport = -1\n", "peer.port"},
 	}
 	for _, tc := range cases {
