@@ -381,7 +381,8 @@ port = %d
 address = %q
 
 [check]
-# The proxy host: a holder cut off from it is unfit (the partition fault).
+# The proxy host, on a port where nothing listens (a reset is the answer):
+# a holder cut off from it is unfit (the partition fault).
 witnesses = ["%s:%d"]
 
 [notify]
@@ -394,7 +395,7 @@ listen = "%s:%d"
 http_listen = "%s:%d"
 interval = %q
 stale_after = %q
-`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, ProxyAddr, WriterPort, np.Policy, np.PromotionTimeout.String(),
+`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, ProxyAddr, WitnessPort, np.Policy, np.PromotionTimeout.String(),
 		n.Addr, AgentPort, n.Addr, AgentHTTPPort, AgentInterval.String(), AgentStaleAfter.String())
 	tmp := n.Config + ".tmp"
 	if err := os.WriteFile(tmp, []byte(toml), 0o644); err != nil {

@@ -30,6 +30,11 @@ import (
 
 // fastBufSize bounds what the fast path reads at once; longer requests
 // take the general path, which accepts up to MaxHTTPHead.
+//
+// The answer is rendered on the accept goroutine. It reads memory and
+// stats two files in state_dir, which must therefore be on a local disk
+// (the package's /var/lib/vipguard): on a hung filesystem every check on
+// the listener would wait.
 const fastBufSize = 2048
 
 // deferAccept is how long the kernel holds a connection whose request has
@@ -153,6 +158,12 @@ func (s *Server) answerFast(fc *fastConn, fd int) {
 		return
 	}
 	got := fc.buf[:n]
+	if n == len(fc.buf) {
+		// More may be waiting in the kernel: a long request, or bytes
+		// after it that closing now would answer with a reset.
+		s.handOff(fd, slowPartial, got, nil)
+		return
+	}
 	fc.in.b = got
 	fc.br.Reset(&fc.in)
 	req, err := ReadRequest(fc.br)
@@ -190,7 +201,13 @@ func (s *Server) handOff(fd int, why slowReason, read, unsent []byte) {
 	c, err := net.FileConn(f) // a dup registered with Go's poller
 	f.Close()
 	if err != nil {
-		s.Log.Warn("cannot hand a check connection over", "err", err)
+		// Out of descriptors, most likely: counted, and logged at most
+		// once a second rather than once per connection.
+		s.Metrics.rejected[rejectLimit].Add(1)
+		if now := time.Now().UnixNano(); now-s.lastHandOffWarn.Load() > int64(time.Second) {
+			s.lastHandOffWarn.Store(now)
+			s.Log.Warn("cannot hand a check connection over", "err", err)
+		}
 		return
 	}
 	read, unsent = bytes.Clone(read), bytes.Clone(unsent)

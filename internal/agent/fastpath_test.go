@@ -128,6 +128,26 @@ func TestFastPathHandOffs(t *testing.T) {
 	})
 }
 
+// A request that ends exactly where a read ends, with more bytes behind
+// it: the answer must arrive whole, not be destroyed by a reset (on both
+// paths: the fast path's buffer, the general path's bufio reader).
+func TestRequestEndingAtReadBoundary(t *testing.T) {
+	cfg := testConfig(t, "socket = \"/nonexistent/mysqld.sock\"", "")
+	for _, fast := range []bool{true, false} {
+		_, addr := startServerPath(t, cfg, fast)
+		for _, size := range []int{512, fastBufSize} {
+			head, tail := "GET /primary HTTP/1.1\r\nX: ", "\r\n\r\n"
+			req := head + strings.Repeat("y", size-len(head)-len(tail)) + tail
+			for i := range 10 {
+				r, err := tryAsk(addr, req+"GET /health HTTP/1.1\r\n\r\n")
+				if err != nil || !strings.HasPrefix(r, "HTTP/1.1 503 ") || strings.Count(r, "HTTP/1.1") != 1 {
+					t.Fatalf("fast=%v, request of %d bytes, try %d: %q, %v", fast, size, i, r, err)
+				}
+			}
+		}
+	}
+}
+
 // FuzzFastPath feeds the fast path's parser what a client may have sent by
 // the time it looks: a complete request is answered, a prefix of one is
 // handed on, and nothing panics.

@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -179,4 +180,35 @@ func FuzzHTTPRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzJSONString: whatever a reason holds (quotes, backslashes, control
+// and non-ASCII bytes), the JSON rendering is valid JSON that decodes to
+// the cleaned reason, and leaves what came before it alone.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{"", `a"b\c`, "x\x00\ny\t", "\\\"\\", "é€\xff", strings.Repeat(`"`, 50)} {
+		f.Add(s, 20)
+	}
+	f.Fuzz(func(t *testing.T, s string, limit int) {
+		limit = 1 + abs(limit)%500
+		prefix := []byte(`{"k":"\"",`)
+		b := appendJSONString(bytes.Clone(prefix), s, limit)
+		if !bytes.HasPrefix(b, prefix) {
+			t.Fatalf("prefix overwritten: %q", b)
+		}
+		var got string
+		if err := json.Unmarshal(b[len(prefix):], &got); err != nil {
+			t.Fatalf("%q -> %q: %v", s, b[len(prefix):], err)
+		}
+		if want := clean(s, limit); got != want {
+			t.Fatalf("%q: decoded %q, want %q", s, got, want)
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }

@@ -29,13 +29,14 @@ type Server struct {
 	// NoFastPath serves TCP listeners through net.Conn only (tests).
 	NoFastPath bool
 
-	files atomic.Pointer[Files]
-	cfg   atomic.Pointer[config.Config]
-	pol   atomic.Pointer[Policy]
-	sem   chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	files           atomic.Pointer[Files]
+	lastHandOffWarn atomic.Int64 // unix ns, see handOff
+	cfg             atomic.Pointer[config.Config]
+	pol             atomic.Pointer[Policy]
+	sem             chan struct{}
+	wg              sync.WaitGroup
+	mu              sync.Mutex
+	conns           map[net.Conn]struct{}
 }
 
 // NewServer builds a server (and its poller) for cfg. max_conns and the
@@ -196,8 +197,7 @@ func (s *Server) serveConn(c net.Conn, read []byte) {
 	defer c.Close()
 	timeout := s.cfg.Load().Agent.IOTimeout.Duration
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	pre := bytes.NewReader(read)
-	br := bufio.NewReaderSize(io.MultiReader(pre, c), 512)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(read), c), 512)
 	req, err := ReadRequest(br)
 	if err != nil {
 		var ne net.Error
@@ -211,15 +211,16 @@ func (s *Server) serveConn(c net.Conn, read []byte) {
 	if err := s.Respond(c, req); err != nil {
 		return
 	}
-	if br.Buffered() > 0 || pre.Len() > 0 {
-		finish(c)
-	}
+	// Always linger: whether the client sent more than the request cannot
+	// be told from what was read (a request can end exactly where a read
+	// did), and the general path serves only the unusual connections.
+	finish(c)
 }
 
 // finish closes our side for writing and waits briefly for the client's
 // close: closing with unread request bytes (a body, a pipelined request)
 // would send a RST that can destroy the answer before the client read it.
-// HAProxy sends exactly one request, so the common path skips this.
+// A client that closes once it has the answer (HAProxy) ends it at once.
 func finish(c net.Conn) {
 	cw, ok := c.(interface{ CloseWrite() error })
 	if !ok {

@@ -24,13 +24,17 @@ func (w *Witness) Isolated() bool { return w != nil && w.Reached == "" }
 // ProbeWitnesses connects to every address at once and returns when the
 // first answers, or when all have failed or timeout passed. A refused
 // connection is an answer: the host is there, so is the path to it.
+//
+// Halfway through the timeout, witnesses that have not answered are asked
+// again on a new connection: the kernel would resend a lost SYN only after
+// a second, so without it one dropped packet would fail the witness.
 func ProbeWitnesses(ctx context.Context, addrs []string, timeout time.Duration) *Witness {
 	if len(addrs) == 0 {
 		return nil
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		// Say the bound that really applied.
-		timeout = min(timeout, time.Until(dl).Round(time.Millisecond))
+		// Say the bound that really applies.
+		timeout = max(0, min(timeout, time.Until(dl).Round(time.Millisecond)))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -38,29 +42,53 @@ func ProbeWitnesses(ctx context.Context, addrs []string, timeout time.Duration) 
 		addr string
 		err  error
 	}
-	results := make(chan result, len(addrs))
-	for _, a := range addrs {
-		go func() {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err == nil {
-				c.Close()
-			} else if errors.Is(err, syscall.ECONNREFUSED) {
-				err = nil
-			}
-			results <- result{a, err}
-		}()
-	}
-	w := &Witness{}
-	for range addrs {
-		r := <-results
-		if r.err == nil {
-			// The other dials end with ctx (cancel above); their results
-			// go to the buffered channel and are dropped.
-			w.Reached = r.addr
-			return w
+	// Buffered for every attempt: late ones never block after we return.
+	results := make(chan result, 2*len(addrs))
+	dial := func(a string) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err == nil {
+			c.Close()
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
+			err = nil
 		}
-		w.Failures = append(w.Failures, r.addr+": "+witnessError(r.err, timeout))
+		results <- result{a, err}
+	}
+	for _, a := range addrs {
+		go dial(a)
+	}
+	again := time.NewTimer(timeout / 2)
+	defer again.Stop()
+	pending := map[string]int{} // attempts still out, per witness
+	for _, a := range addrs {
+		pending[a]++
+	}
+	failed := map[string]error{}
+	w := &Witness{}
+	for len(pending) > 0 {
+		select {
+		case r := <-results:
+			if r.err == nil {
+				// The other dials end with ctx (cancel above).
+				w.Reached = r.addr
+				return w
+			}
+			failed[r.addr] = r.err
+			if pending[r.addr]--; pending[r.addr] == 0 {
+				delete(pending, r.addr)
+			}
+		case <-again.C:
+			for a := range pending {
+				pending[a]++
+				go dial(a)
+			}
+		}
+	}
+	for _, a := range addrs {
+		if err, ok := failed[a]; ok {
+			w.Failures = append(w.Failures, a+": "+witnessError(err, timeout))
+			delete(failed, a) // a witness listed twice is told once
+		}
 	}
 	return w
 }

@@ -13,7 +13,11 @@ import (
 // silentAddr returns a loopback address whose SYNs are dropped: a
 // listening socket with its accept queue full, never accepting. It stands
 // in for a witness behind a partition without sending traffic anywhere.
-func silentAddr(t *testing.T) string {
+func silentAddr(t *testing.T) string { a, _ := silentListener(t); return a }
+
+// silentListener is silentAddr with the listening socket, so that a test
+// can free its queue.
+func silentListener(t *testing.T) (string, int) {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -35,12 +39,12 @@ func silentAddr(t *testing.T) string {
 	for i := 0; i < 8; i++ {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err != nil {
-			return addr
+			return addr, fd
 		}
 		t.Cleanup(func() { c.Close() })
 	}
 	t.Fatal("the accept queue never filled")
-	return ""
+	return "", 0
 }
 
 func closedAddr(t *testing.T) string {
@@ -86,5 +90,27 @@ func TestProbeWitnesses(t *testing.T) {
 	defer cancel()
 	if w := ProbeWitnesses(short, []string{silent}, time.Minute); !w.Isolated() {
 		t.Fatalf("expired context: %+v", w)
+	}
+}
+
+// A dropped SYN costs a second before the kernel resends it: the probe
+// asks again itself halfway through its timeout.
+func TestProbeWitnessesAsksAgain(t *testing.T) {
+	addr, fd := silentListener(t)
+	t.Cleanup(func() { syscall.Shutdown(fd, syscall.SHUT_RDWR) }) // ends the Accept below
+	// The first SYN is dropped (queue full); then the queue is freed.
+	go func() {
+		time.Sleep(60 * time.Millisecond)
+		for {
+			nfd, _, err := syscall.Accept(fd)
+			if err != nil {
+				return
+			}
+			syscall.Close(nfd)
+		}
+	}()
+	w := ProbeWitnesses(context.Background(), []string{addr}, 400*time.Millisecond)
+	if w.Isolated() {
+		t.Fatalf("witness that answers the second SYN counted as unreachable: %+v", w)
 	}
 }

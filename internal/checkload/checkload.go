@@ -11,7 +11,8 @@
 // machine sustain; its latency is mostly queueing (Little's law: clients /
 // rate). Open loop (Rate > 0) sends on a fixed schedule and measures each
 // check from the moment it was due, so a stalled server shows as latency
-// instead of silently lowering the rate (no coordinated omission).
+// instead of silently lowering the rate (no coordinated omission); checks
+// still due when the time is up are counted as missed.
 package checkload
 
 import (
@@ -49,6 +50,9 @@ type Options struct {
 // Result is what a run measured.
 type Result struct {
 	Checks, Errors int
+	// Missed counts open-loop checks that were due before the end but
+	// never sent: the server was too slow to keep the schedule.
+	Missed int
 	// FirstError describes the first failed check.
 	FirstError string
 	Elapsed    time.Duration
@@ -65,8 +69,8 @@ func (r Result) PerSecond() float64 {
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d checks, %.0f/s, mean %s, p50 %s, p99 %s, p99.9 %s, max %s, %d errors",
-		r.Checks, r.PerSecond(), round(r.Mean), round(r.P50), round(r.P99), round(r.P999), round(r.Max), r.Errors)
+	return fmt.Sprintf("%d checks, %.0f/s, mean %s, p50 %s, p99 %s, p99.9 %s, max %s, %d errors, %d missed",
+		r.Checks, r.PerSecond(), round(r.Mean), round(r.P50), round(r.P99), round(r.P999), round(r.Max), r.Errors, r.Missed)
 }
 
 func round(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
@@ -138,6 +142,15 @@ func Run(o Options) (Result, error) {
 					t0 = due
 				}
 				if !due.Before(deadline) || !budget.take() {
+					break
+				}
+				if period > 0 && time.Now().After(deadline) {
+					// Behind schedule at the end: the run is bounded in
+					// time, so the slots still due are counted, not sent.
+					missed := int((deadline.Sub(due) + period - 1) / period)
+					mu.Lock()
+					res.Missed += missed
+					mu.Unlock()
 					break
 				}
 				got, err := ask(sa, req, buf, o.Timeout)

@@ -11,7 +11,10 @@ import (
 
 // serve answers every connection with answer after reading its request
 // line, and counts connections.
-func serve(t *testing.T, answer string) (string, *atomic.Int64) {
+func serve(t *testing.T, answer string) (string, *atomic.Int64) { return serveSlow(t, answer, 0) }
+
+// serveSlow is serve, answering after delay.
+func serveSlow(t *testing.T, answer string, delay time.Duration) (string, *atomic.Int64) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,6 +36,7 @@ func serve(t *testing.T, answer string) (string, *atomic.Int64) {
 				if _, err := c.Read(buf); err != nil && err != io.EOF {
 					return
 				}
+				time.Sleep(delay)
 				io.WriteString(c, answer)
 			}()
 		}
@@ -104,5 +108,18 @@ func TestBadAddress(t *testing.T) {
 		if _, err := Run(Options{Addr: a, MaxChecks: 1}); err == nil {
 			t.Errorf("%q accepted", a)
 		}
+	}
+}
+
+// A server slower than the schedule does not stretch the run: the checks
+// still due at the end are counted as missed.
+func TestOpenLoopBoundedInTime(t *testing.T) {
+	addr, _ := serveSlow(t, "up\n", 200*time.Millisecond)
+	r, err := Run(Options{Addr: addr, Request: "writer\n", Expect: "up", Clients: 1, Duration: time.Second, Rate: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Missed == 0 || r.Checks+r.Errors+r.Missed != 50 {
+		t.Fatalf("%s; want the 50 scheduled checks split into sent and missed", r)
 	}
 }

@@ -126,17 +126,20 @@ type Check struct {
 	// stopped, or whose IO thread stopped on an error other than "cannot
 	// reach the source", unfit. Default true.
 	FailOnReplicationError *bool `toml:"fail_on_replication_error"`
-	// Witnesses are "host:port" addresses of which this node must reach at
+	// Witnesses are "ip:port" addresses of which this node must reach at
 	// least one to be fit. A TCP connect that succeeds or is refused proves
-	// the path (nothing needs to listen there); a timeout or an unreachable
-	// network does not. It makes a VIP holder cut off from the network with
-	// its link up (keepalived cannot see that: it only stops hearing the
-	// peer) unfit, so that it drops the VIP and notify fences it, instead of
-	// staying writable beside the peer that takes over. Pick addresses on
-	// the clients' side of the network, reachable from both nodes: the
-	// default gateway, the HAProxy hosts. If every witness is down, both
-	// nodes are unfit (no writer rather than two): list more than one.
-	// Empty (default): no witness check.
+	// the path; a timeout or an unreachable network does not. It makes a
+	// VIP holder cut off from the network with its link up (keepalived
+	// cannot see that: it only stops hearing the peer) unfit, so that it
+	// drops the VIP and notify fences it, instead of staying writable beside
+	// the peer that takes over. Pick hosts on the clients' side of the
+	// network that both nodes reach (the default gateway, the HAProxy
+	// hosts) and a port where nothing listens (the host answers with a
+	// reset): a real service sees a connection every check, and a MySQL
+	// port, or a HAProxy frontend in front of one, would count each as an
+	// aborted connection until max_connect_errors blocks the host. If every
+	// witness is down, both nodes are unfit (no writer rather than two):
+	// list more than one. Empty (default): no witness check.
 	Witnesses []string `toml:"witnesses"`
 	// WitnessTimeout bounds the connects to the witnesses, which run
 	// alongside the MySQL probe. Default 300ms; below timeout.
@@ -451,7 +454,7 @@ func (c *Config) Validate() error {
 		bad("check.witnesses lists %d addresses; at most %d", len(c.Check.Witnesses), maxWitnesses)
 	}
 	for _, w := range c.Check.Witnesses {
-		if err := validHostPort(w); err != nil {
+		if err := validWitness(w, c.VIP.Address); err != nil {
 			bad("check.witnesses: %q: %v", w, err)
 		}
 	}
@@ -582,19 +585,27 @@ func bareErr(err error) error {
 // maxWitnesses bounds check.witnesses: each costs a connect per check.
 const maxWitnesses = 8
 
-// validHostPort accepts "host:port" with a non-empty host and a numeric
-// port in 1..65535 (a witness is dialled, so a service name would cost a
-// lookup in /etc/services on every check).
-func validHostPort(addr string) error {
+// validWitness accepts "ip:port" (an IP literal: a name would cost a DNS
+// lookup on every check, and DNS may be what the isolation cut off) with a
+// port in 1..65535, and refuses addresses this node always reaches
+// whatever the network does: loopback, unspecified, the VIP.
+func validWitness(addr, vip string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return errors.New("want host:port")
+		return errors.New("want ip:port")
 	}
-	if host == "" {
-		return errors.New("no host")
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Errorf("%q is not an IP address (no names: DNS may be what fails)", host)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("port %q is not a number in 1..65535", port)
+	}
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return errors.New("this node always reaches it; name a host on the network")
+	}
+	if v := net.ParseIP(vip); v != nil && v.Equal(ip) {
+		return errors.New("is the VIP, which the holder always reaches; name a host on the network")
 	}
 	return nil
 }

@@ -212,14 +212,14 @@ func run(secs, clients int, rateList string) error {
 	}
 
 	fmt.Printf("%d concurrent clients, %s per run, one TCP connection per check; %d CPUs\n\n", clients, dur, runtime.NumCPU())
-	fmt.Printf("%-30s %9s %10s %10s %10s %10s %12s %7s\n", "responder", "checks/s", "mean", "p50", "p99", "p99.9", "CPU/check", "errors")
+	fmt.Printf("%-30s %9s %10s %10s %10s %10s %12s %7s %7s\n", "responder", "checks/s", "mean", "p50", "p99", "p99.9", "CPU/check", "errors", "missed")
 	all := append(append([]row{}, rows...), open...)
 	if ceiling != nil {
 		all = append(append(all, *ceiling), ceilingOpen...)
 	}
 	for _, r := range all {
-		fmt.Printf("%-30s %9.0f %10s %10s %10s %10s %12s %7d\n", r.name, r.res.PerSecond(), us(r.res.Mean), us(r.res.P50),
-			us(r.res.P99), us(r.res.P999), cpuPerCheck(r), r.res.Errors)
+		fmt.Printf("%-30s %9.0f %10s %10s %10s %10s %12s %7d %7d\n", r.name, r.res.PerSecond(), us(r.res.Mean), us(r.res.P50),
+			us(r.res.P99), us(r.res.P999), cpuPerCheck(r), r.res.Errors, r.res.Missed)
 		if r.res.FirstError != "" {
 			fmt.Printf("   first failed check: %s\n", r.res.FirstError)
 		}
