@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,6 +86,36 @@ func TestFastPathHandOffs(t *testing.T) {
 		}
 		if srv.Metrics.slow[slowExtra].Load() == before {
 			t.Fatal("pipelined requests were not handed off")
+		}
+	})
+	t.Run("answer taken in part", func(t *testing.T) {
+		// The socket takes 7 bytes; the general path sends the rest.
+		srv, addr := startServerWith(t, cfg, func(s *Server) {
+			s.send = func(fd int, b []byte) (int, error) { return syscall.Write(fd, b[:min(7, len(b))]) }
+		})
+		short, partial := srv.Metrics.slow[slowShortSend].Load(), srv.Metrics.slow[slowPartial].Load()
+		for i := range 20 {
+			req, want := "writer\n", "down #down: "
+			if i%2 == 1 {
+				req, want = "GET /primary HTTP/1.0\r\n\r\n", "HTTP/1.1 503 Service Unavailable\r\n"
+			}
+			r, err := tryAsk(addr, req)
+			if err != nil || !strings.HasPrefix(r, want) || !strings.HasSuffix(r, "\n") {
+				t.Fatalf("%q: %q, %v", req, r, err)
+			}
+			if i%2 == 1 {
+				head, body, _ := strings.Cut(r, "\r\n\r\n")
+				if !strings.Contains(head, "Content-Length: "+strconv.Itoa(len(body))+"\r\n") {
+					t.Fatalf("body of %d bytes does not match its head:\n%s", len(body), r)
+				}
+			}
+		}
+		// Every answer the fast path gave was a short send (a request
+		// the general path took whole was answered there).
+		short = srv.Metrics.slow[slowShortSend].Load() - short
+		partial = srv.Metrics.slow[slowPartial].Load() - partial
+		if short == 0 || short+partial != 20 {
+			t.Fatalf("%d short sends and %d partial requests for 20 checks", short, partial)
 		}
 	})
 	t.Run("rest of a short send", func(t *testing.T) {

@@ -52,12 +52,18 @@ func startServer(t *testing.T, cfg *config.Config) (*Server, string) {
 // startServerPath is startServer with the fast path on or off.
 func startServerPath(t *testing.T, cfg *config.Config, fast bool) (*Server, string) {
 	t.Helper()
+	return startServerWith(t, cfg, func(s *Server) { s.NoFastPath = !fast })
+}
+
+// startServerWith is startServer with setup applied before anything runs.
+func startServerWith(t *testing.T, cfg *config.Config, setup func(*Server)) (*Server, string) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	srv := NewServer(cfg, log)
-	srv.NoFastPath = !fast
+	setup(srv)
 	srv.Poller.PollOnce(context.Background())
 	ctx, cancel := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})

@@ -28,6 +28,9 @@ type Server struct {
 
 	// NoFastPath serves TCP listeners through net.Conn only (tests).
 	NoFastPath bool
+	// send replaces the fast path's send (tests: a socket that takes
+	// only part of an answer).
+	send func(fd int, b []byte) (int, error)
 
 	files           atomic.Pointer[Files]
 	lastHandOffWarn atomic.Int64 // unix ns, see handOff
