@@ -118,6 +118,8 @@ func Run(o Options) (Result, error) {
 		go func() {
 			defer wg.Done()
 			runtime.LockOSThread()
+			// Each its own copy: Connect writes into the sockaddr.
+			sa := *sa
 			buf := make([]byte, maxAnswer)
 			req := []byte(o.Request)
 			var mine []time.Duration
@@ -153,7 +155,7 @@ func Run(o Options) (Result, error) {
 					mu.Unlock()
 					break
 				}
-				got, err := ask(sa, req, buf, o.Timeout)
+				got, err := ask(&sa, req, buf, o.Timeout)
 				if err == nil && !startsWith(got, o.Expect) {
 					err = fmt.Errorf("answer %q does not start with %q", clip(got), o.Expect)
 				}
