@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X github.com/vipguard/vipguard/internal/cli.Version=$(VERSION)
 GO      ?= go
 FUZZTIME ?= 10s
 
-.PHONY: all build deps test unit fuzz demo demo-pair bench bench-failover package test-package lab-clean clean
+.PHONY: all build deps test unit race fuzz demo demo-pair bench bench-failover package test-package lab-clean clean
 
 all: build
 
@@ -28,6 +28,10 @@ test: deps
 # Tests without the namespace lab (no root needed beyond installed packages).
 unit:
 	$(GO) test -count=1 ./...
+
+# The tests that need no lab, under the race detector.
+race:
+	VIPGUARD_REQUIRE_SERVERS=1 $(GO) test -count=1 -race ./cmd/... ./internal/...
 
 fuzz:
 	@sh scripts/fuzz-all.sh $(FUZZTIME)
