@@ -3,59 +3,13 @@ package check
 import (
 	"context"
 	"net"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/nettest"
 )
-
-// silentAddr returns a loopback address whose SYNs are dropped: a
-// listening socket with its accept queue full, never accepting. It stands
-// in for a witness behind a partition without sending traffic anywhere.
-func silentAddr(t *testing.T) string { a, _ := silentListener(t); return a }
-
-// silentListener is silentAddr with the listening socket, so that a test
-// can free its queue.
-func silentListener(t *testing.T) (string, int) {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
-	// Fill the queue: once a connect times out, the next ones will too.
-	for i := 0; i < 8; i++ {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return addr, fd
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Fatal("the accept queue never filled")
-	return "", 0
-}
-
-func closedAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
-}
 
 func TestProbeWitnesses(t *testing.T) {
 	open, err := net.Listen("tcp", "127.0.0.1:0")
@@ -63,7 +17,8 @@ func TestProbeWitnesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer open.Close()
-	silent, refused := silentAddr(t), closedAddr(t)
+	silent, _ := nettest.Silent(t)
+	refused := nettest.Refusing(t)
 	ctx := context.Background()
 	const timeout = 300 * time.Millisecond
 
@@ -96,7 +51,7 @@ func TestProbeWitnesses(t *testing.T) {
 // A dropped SYN costs a second before the kernel resends it: the probe
 // asks again itself halfway through its timeout.
 func TestProbeWitnessesAsksAgain(t *testing.T) {
-	addr, fd := silentListener(t)
+	addr, fd := nettest.Silent(t)
 	t.Cleanup(func() { syscall.Shutdown(fd, syscall.SHUT_RDWR) }) // ends the Accept below
 	// The first SYN is dropped (queue full); then the queue is freed.
 	go func() {

@@ -139,7 +139,9 @@ type Check struct {
 	// port, or a HAProxy frontend in front of one, would count each as an
 	// aborted connection until max_connect_errors blocks the host. If every
 	// witness is down, both nodes are unfit (no writer rather than two):
-	// list more than one. Empty (default): no witness check.
+	// list more than one. notify asks them too: a promotion that cannot
+	// reach the peer opens writes only if a witness answers. Empty
+	// (default): no witness check.
 	Witnesses []string `toml:"witnesses"`
 	// WitnessTimeout bounds the connects to the witnesses, which run
 	// alongside the MySQL probe. Default 300ms; below timeout.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
@@ -122,6 +123,15 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		return end(fmt.Errorf("%w: %s", ErrRefused, why))
 	}
 	if perr != nil {
+		// Peer silent: dead, or this node is the one cut off. The
+		// witnesses tell which (mysqlcheck will also fail here, but the
+		// event that is running now must not open writes meanwhile).
+		if w := check.ProbeWitnesses(ctx, e.Cfg.Check.Witnesses, e.Cfg.Check.WitnessTimeout.Duration); w.Isolated() {
+			why := "neither the peer nor any witness answers: this node is the one cut off (" + strings.Join(w.Failures, "; ") + ")"
+			e.Log.Error("PROMOTION REFUSED: "+why, "peer_err", perr)
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true, Reason: why})
+			return end(fmt.Errorf("%w: %s", ErrRefused, why))
+		}
 		e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", perr)
 	}
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/internal/nettest"
 	"github.com/vipguard/vipguard/internal/probe"
 )
 
@@ -67,6 +69,8 @@ func TestPromoteWaitsForCatchUp(t *testing.T) {
 		t.Fatalf("standby already has all %d rows: the test needs it lagging", rows)
 	}
 	b.cfg.Notify.PeerTimeout.Duration = 500 * time.Millisecond
+	// A witness that answers (with a reset): the peer is the one gone.
+	b.cfg.Check.Witnesses = []string{nettest.Refusing(t)}
 	if err := b.event(ctx, "MASTER"); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
@@ -102,6 +106,27 @@ func TestPromoteReliabilityRefuses(t *testing.T) {
 	t.Logf("refused: %s", o.Reason)
 	if got := count(t, b.s, "SELECT COUNT(*) FROM vgtest.t"); got == rows {
 		t.Fatalf("standby caught up (%d rows): the test proves nothing", got)
+	}
+}
+
+// The peer does not answer and neither does any witness: this node is the
+// one cut off, and opens nothing, whatever the policy.
+func TestPromoteRefusedWhenIsolated(t *testing.T) {
+	_, b, _ := lagging(t, 0)
+	ctx := context.Background()
+	b.cfg.Notify.PeerTimeout.Duration = 500 * time.Millisecond
+	b.cfg.Notify.Policy = config.PolicyAvailability
+	silent, _ := nettest.Silent(t)
+	b.cfg.Check.Witnesses = []string{silent}
+	err := b.event(ctx, "MASTER")
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("got %v, want ErrRefused", err)
+	}
+	if !b.readOnly(t) {
+		t.Fatal("an isolated node opened writes")
+	}
+	if o := b.outcome(t); !o.Unfit || o.Role != "standby" || !strings.Contains(o.Reason, "this node is the one cut off") {
+		t.Fatalf("outcome %+v", o)
 	}
 }
 
