@@ -344,6 +344,77 @@ func TestFailoverPartition(t *testing.T) {
 	runScenario(t, "partition")
 }
 
+// The standby is cut off with its link up: it stops hearing the holder and
+// reaches no witness. It must never open writes (its check fails first and
+// keepalived puts it in FAULT; were keepalived to make it MASTER first,
+// notify's promotion must refuse), while the holder keeps the VIP and the
+// writes; healed, it is a standby again with every acknowledged write.
+func TestStandbyPartition(t *testing.T) {
+	l := needLab(t)
+	ctx := testCtx(t)
+	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := l.Holder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := l.Nodes[holder].Peer
+	sampler, err := l.StartSampler(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := l.StartLoad(ctx, LoadOptions{})
+	if err != nil {
+		sampler.Stop()
+		t.Fatal(err)
+	}
+	if err := sleep(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Partition(ctx, standby); err != nil {
+		t.Fatal(err)
+	}
+	// The standby's keepalived gives up on the holder after three adverts
+	// (~3 s); its promotion then waits peer_timeout (3 s) before asking
+	// the witness. 12 s covers both with room.
+	if err := sleep(ctx, 12*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	state := l.KeepalivedState(standby)
+	holds, herr := l.Net.HasAddr(ctx, holder, VIP)
+	lr, lerr := ld.Stop()
+	rep := sampler.Stop()
+	t.Logf("%s cut off for 12 s: keepalived %s; %s holds the VIP: %v; writes: %d acked, longest gap %.2fs; samples %d, both writable %d",
+		standby, state, holder, holds, len(lr.Acked), lr.MaxGap().Seconds(), rep.Samples, len(rep.BothWritable))
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if herr != nil || !holds {
+		t.Errorf("%s lost the VIP while its standby was cut off (%v)", holder, herr)
+	}
+	if n := len(rep.BothWritable); n > 0 {
+		t.Errorf("both nodes writable in %d of %d samples, first at %s", n, rep.Samples, rep.BothWritable[0].Format("15:04:05.000"))
+	}
+	// Its witness check fails (fall 2: ~2 s) before keepalived gives up
+	// on the holder (~3 s): FAULT, no promotion. Should keepalived win
+	// the race, notify's promotion must have refused.
+	if state != "FAULT" {
+		if b, _ := os.ReadFile(l.Nodes[standby].NotifyLog); !strings.Contains(string(b), "this node is the one cut off") {
+			t.Errorf("%s is %s and its notify log shows no refused promotion:\n%s", standby, state, b)
+		}
+	}
+	if err := l.Recover(ctx, 90*time.Second); err != nil {
+		t.Fatalf("recovering: %v\n%s", err, l.Diagnostics())
+	}
+	if err := l.VerifyAll(ctx, lr.Acked); err != nil {
+		t.Fatalf("after healing: %v\n%s", err, l.Diagnostics())
+	}
+	if h, err := l.Holder(ctx); err != nil || h != holder {
+		t.Errorf("after healing the VIP is on %q (%v), want it still on %s", h, err, holder)
+	}
+}
+
 // The remaining injectors on the standby: IO thread stopped (unfit, with
 // the reason) and replication delay (events arrive late, the node stays
 // fit within max_lag). Recover mends both.
