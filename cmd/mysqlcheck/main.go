@@ -3,6 +3,13 @@
 // always answers within its deadline (check.timeout), also when mysqld is
 // frozen, and honours the maintenance flag.
 //
+// Unfit: mysqld down, frozen or unreadable; a read-only node not
+// replicating, with a broken channel, or lagging past check.max_lag;
+// notify's last outcome marked this node unfit; maintenance on; none of
+// check.witnesses answers (the node is cut off from the network). A
+// writable node is the writer and stays fit (a broken reverse channel is a
+// warning).
+//
 // With --nagios it is a Nagios/Icinga plugin (0 OK, 1 WARNING, 2 CRITICAL,
 // 3 UNKNOWN, with perfdata). "mysqlcheck maint on|off|status" is the
 // maintenance switch.
