@@ -1,9 +1,6 @@
 package agent
 
 import (
-	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -66,18 +63,20 @@ func (w *watched[T]) get() (T, error) {
 	return w.val, w.err
 }
 
+// statKey stats path with the bare system call: os.Stat's allocations
+// would come with every check.
 func statKey(path string) (fileKey, bool) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fileKey{}, true
+	var st syscall.Stat_t
+	err := syscall.Stat(path, &st)
+	for err == syscall.EINTR {
+		err = syscall.Stat(path, &st)
 	}
-	if err != nil {
+	switch {
+	case err == syscall.ENOENT || err == syscall.ENOTDIR:
+		return fileKey{}, true
+	case err != nil:
 		return fileKey{}, false
 	}
-	k := fileKey{exists: true, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		k.ino = int64(st.Ino)
-		k.ctim = st.Ctim.Nano()
-	}
-	return k, true
+	return fileKey{exists: true, ino: int64(st.Ino), size: st.Size,
+		mtime: st.Mtim.Nano(), ctim: st.Ctim.Nano()}, true
 }
