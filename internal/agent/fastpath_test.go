@@ -180,8 +180,9 @@ func TestRequestEndingAtReadBoundary(t *testing.T) {
 }
 
 // FuzzFastPath feeds the fast path's parser what a client may have sent by
-// the time it looks: a complete request is answered, a prefix of one is
-// handed on, and nothing panics.
+// the time it looks: whatever parses gets a non-empty answer (one line for
+// the agent protocol), and nothing panics. (Handing prefixes on is tested
+// in TestFastPathHandOffs.)
 func FuzzFastPath(f *testing.F) {
 	for _, s := range []string{"writer\n", "GET /primary HTTP/1.0\r\n\r\n", "GET /primary HT", "wri", "writer\nreader\n", "\x00\xff\n"} {
 		f.Add([]byte(s))

@@ -27,7 +27,7 @@ type Metrics struct {
 type reject int
 
 const (
-	rejectLimit   reject = iota // over max_conns
+	rejectLimit   reject = iota // over max_conns, or out of descriptors
 	rejectBad                   // oversized, truncated or garbage request
 	rejectTimeout               // io_timeout passed
 	numRejects

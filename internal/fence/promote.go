@@ -40,6 +40,9 @@ func (e *Engine) promote(parent context.Context, ev Event, gen uint64) error {
 func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error {
 	n := e.Cfg.Notify
 	e.plan("plan for %s: fence the peer %s:%d (if reachable), wait until this node applied its final position (at most %s, policy %s), then read_only=OFF", ev, e.Cfg.Peer.Host, e.Cfg.Peer.Port, n.PromotionTimeout.Duration, n.Policy)
+	if w := e.Cfg.Check.Witnesses; len(w) > 0 {
+		e.plan("plan for %s: if the peer does not answer, go on only if a witness answers (%s)", ev, strings.Join(w, ", "))
+	}
 	budget := n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + n.PeerTimeout.Duration + n.PromotionTimeout.Duration + 5*time.Second
 	ctx, cancel := context.WithTimeout(parent, budget)
 	defer cancel()
