@@ -7,9 +7,13 @@
 // VIP:port to the client through a raw IPv4 socket, with an out-of-window
 // sequence number. The client answers with a challenge ACK (RFC 5961); that
 // ACK reaches the new VIP holder, whose kernel answers with an exact RST,
-// and the client closes. Then the local sockets are destroyed (ss -K) so a
-// VIP coming back finds no zombie sessions. The raw socket needs
-// CAP_NET_RAW; without it Reset says so and only closes the local sockets.
+// and the client closes. Then the local sockets recorded at the start are
+// destroyed (SOCK_DESTROY, by exact 4-tuple) so a VIP coming back finds no
+// zombie sessions. The raw socket needs CAP_NET_RAW; without it Reset says so
+// and only closes the local sockets.
+//
+// Nothing is reset while the kernel still treats the VIP as a local address,
+// or when it cannot be asked: those sessions may be live.
 package tcpreset
 
 import (
@@ -23,7 +27,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -218,10 +221,9 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 		return fmt.Errorf("vip %q: %w", vip, err)
 	}
 	addr = addr.Unmap()
-	if isLocal(addr) {
+	if stillLocal(addr, log) {
 		// Still ours (a FAULT before the VIP left?): the connections
 		// are not stale, and a reset would hit live sessions.
-		log.Warn("VIP is still configured here: stale clients not reset", "vip", vip)
 		return nil
 	}
 	conns, err := Stale(addr)
@@ -256,10 +258,9 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 		if round == 0 {
 			log.Info("stale TCP clients reset", "sent", sent, "count", len(conns))
 		}
-		if isLocal(addr) {
+		if stillLocal(addr, log) {
 			// The VIP came back while resending: these are live sessions
 			// again, neither to reset nor to close.
-			log.Warn("VIP is configured here again: stopping the reset, local sockets kept", "vip", vip)
 			return nil
 		}
 		if time.Now().Add(resendEvery).After(end) {
@@ -274,7 +275,10 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 		}
 	}
 	log.Info("stale TCP client resets sent", "segments", total, "until", time.Now().Format("15:04:05.000"))
-	return closeLocal(ctx, addr, log)
+	if stillLocal(addr, log) {
+		return nil
+	}
+	return closeLocal(conns, log)
 }
 
 // Resend timing, see Reset.
@@ -284,28 +288,36 @@ const (
 	closeReserve = 60 * time.Millisecond
 )
 
-// closeLocal destroys the local sockets of vip (SOCK_DESTROY through ss -K).
-func closeLocal(ctx context.Context, vip netip.Addr, log *slog.Logger) error {
-	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	out, err := exec.CommandContext(cctx, "ss", "-K", "-t", "-n", "src", vip.String()).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ss -K src %s: %w: %s", vip, err, bytes.TrimSpace(out))
+// closeLocal destroys the local sockets recorded at the start, and only
+// those: a socket opened on the VIP since then is not stale.
+func closeLocal(conns []Conn, log *slog.Logger) error {
+	var errs []error
+	for _, c := range conns {
+		if err := destroySocket(c); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	log.Info("local sockets of the VIP closed", "vip", vip.String())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing local sockets of the VIP: %w", err)
+	}
+	log.Info("local sockets of the VIP closed", "count", len(conns))
 	return nil
 }
 
-// isLocal reports whether addr is configured on an interface here.
-func isLocal(addr netip.Addr) bool {
-	conns, err := netInterfaceAddrs()
-	if err != nil {
-		return false
-	}
-	for _, a := range conns {
-		if a == addr {
-			return true
-		}
+// isLocal asks the kernel whether addr is local here; tests replace it.
+var isLocal = kernelSaysLocal
+
+// stillLocal reports whether the sessions on addr may be live: the kernel
+// says the address is local, or it could not be asked.
+func stillLocal(addr netip.Addr, log *slog.Logger) bool {
+	local, err := isLocal(addr)
+	switch {
+	case err != nil:
+		log.Warn("cannot tell whether the VIP is still local: stale clients not reset", "vip", addr.String(), "err", err)
+		return true
+	case local:
+		log.Warn("VIP is still local here: stale clients not reset, local sockets kept", "vip", addr.String())
+		return true
 	}
 	return false
 }

@@ -1,0 +1,181 @@
+package tcpreset
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// newNetns creates a network namespace removed at the end of the test, with
+// lo up and the given commands run in it ("ip -n NS" prefixed).
+func newNetns(t *testing.T, setup ...[]string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	ns := fmt.Sprintf("vgl%d", os.Getpid())
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	for _, args := range setup {
+		run(t, append([]string{"ip", "-n", ns}, args...)...)
+	}
+	return ns
+}
+
+// inNetns runs f on an OS thread moved into namespace ns. The thread is
+// never handed back to the runtime (it exits with the goroutine), so no other
+// goroutine ever runs in ns; sockets f creates belong to ns.
+func inNetns(t *testing.T, ns string, f func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns: %w", err)
+			return
+		}
+		f()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The kernel's word decides: an address delivered locally by a route is
+// local although no interface carries it; an address on an interface is
+// local; an address the node merely routes to is not.
+func TestKernelSaysLocal(t *testing.T) {
+	ns := newNetns(t,
+		[]string{"link", "add", "eth0", "type", "veth", "peer", "name", "eth1"},
+		[]string{"link", "set", "eth0", "up"},
+		[]string{"addr", "add", "192.0.2.11/24", "dev", "eth0"},
+		[]string{"route", "add", "local", "192.0.2.50/32", "dev", "lo", "table", "local"},
+	)
+	for _, tc := range []struct {
+		addr  string
+		local bool
+	}{
+		{"192.0.2.50", true},  // route of type local
+		{"192.0.2.11", true},  // interface address
+		{"192.0.2.51", false}, // on the link, not ours
+	} {
+		var local bool
+		var err error
+		inNetns(t, ns, func() { local, err = isLocal(netip.MustParseAddr(tc.addr)) })
+		if err != nil || local != tc.local {
+			t.Errorf("%s: local=%v err=%v, want local=%v", tc.addr, local, err, tc.local)
+		}
+	}
+}
+
+// When the kernel cannot be asked, the sessions may be live: never reset.
+func TestStillLocalWhenUnsure(t *testing.T) {
+	defer func(f func(netip.Addr) (bool, error)) { isLocal = f }(isLocal)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	vip := netip.MustParseAddr("192.0.2.10")
+	for _, tc := range []struct {
+		local bool
+		err   error
+		want  bool
+	}{
+		{true, nil, true},
+		{false, nil, false},
+		{false, errors.New("netlink receive: resource temporarily unavailable"), true},
+	} {
+		isLocal = func(netip.Addr) (bool, error) { return tc.local, tc.err }
+		if got := stillLocal(vip, log); got != tc.want {
+			t.Errorf("local=%v err=%v: stillLocal=%v, want %v", tc.local, tc.err, got, tc.want)
+		}
+	}
+}
+
+// closeLocal closes the connections recorded at the start and nothing else:
+// a session opened on the VIP since then survives.
+func TestCloseLocalOnlyRecorded(t *testing.T) {
+	ns := newNetns(t,
+		[]string{"addr", "add", vip + "/32", "dev", "lo"},
+		[]string{"addr", "add", "192.0.2.20/32", "dev", "lo"},
+	)
+	const recorded = 3
+	var served, clientConns []net.Conn
+	inNetns(t, ns, func() {
+		l, err := net.Listen("tcp", vip+":3306")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer l.Close()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.20")}, Timeout: 2 * time.Second}
+		for range recorded + 1 {
+			c, err := d.Dial("tcp", vip+":3306")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s, err := l.Accept()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			clientConns, served = append(clientConns, c), append(served, s)
+		}
+	})
+	t.Cleanup(func() {
+		for _, c := range append(served, clientConns...) {
+			c.Close()
+		}
+	})
+	if len(served) != recorded+1 {
+		t.Fatalf("%d sessions set up", len(served))
+	}
+	var conns []Conn
+	for _, s := range served[:recorded] {
+		conns = append(conns, Conn{
+			Local:  s.LocalAddr().(*net.TCPAddr).AddrPort(),
+			Remote: s.RemoteAddr().(*net.TCPAddr).AddrPort(),
+			State:  1,
+		})
+	}
+	var err error
+	inNetns(t, ns, func() { err = closeLocal(conns, slog.New(slog.NewTextHandler(io.Discard, nil))) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	for i, s := range served[:recorded] {
+		s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := s.Read(buf)
+		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("recorded session %d still open: %v", i, err)
+		}
+	}
+	live, peer := served[recorded], clientConns[recorded]
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatalf("live session: client write: %v", err)
+	}
+	live.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := live.Read(buf); err != nil {
+		t.Fatalf("the session opened after the recording was closed: %v", err)
+	}
+}
