@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -199,6 +198,12 @@ type Agent struct {
 	// IOTimeout bounds reading a request and writing its answer, for the
 	// whole connection. Default 2s.
 	IOTimeout Duration `toml:"io_timeout"`
+	// Allow lists the client networks that may ask (CIDRs such as
+	// "192.0.2.0/24", or single addresses): the HAProxy hosts and the
+	// monitoring. Anyone else's connection is closed at accept, before a
+	// byte is read. Empty (default): every client may ask. A firewall
+	// rule does the same job earlier; see cmd/agentcheck/README.md.
+	Allow []string `toml:"allow"`
 
 	// listen = "" in the file disables a listener; absent means default.
 	listenSet, httpListenSet bool
@@ -256,6 +261,11 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
 		return fmt.Errorf("invalid duration %q (want e.g. \"800ms\" or \"2s\")", b)
+	}
+	if v == 0 && bytes.ContainsAny(b, "123456789") {
+		// A zero would mean "default" (or "off") where the file asked
+		// for a tiny, positive value.
+		return fmt.Errorf("duration %q rounds to 0 (the smallest is 1ns)", b)
 	}
 	d.Duration = v
 	return nil
@@ -364,13 +374,13 @@ func Load(path string) (*Config, error) {
 	if !explicit {
 		path = DefaultPath
 	}
-	data, err := os.ReadFile(path)
+	data, fi, err := readTrusted("config", path)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			c := Default()
 			return c, c.resolve()
 		}
-		return nil, fmt.Errorf("cannot read config %q: %w", path, bareErr(err))
+		return nil, err
 	}
 	c, err := Parse(data)
 	if err != nil {
@@ -378,7 +388,7 @@ func Load(path string) (*Config, error) {
 	}
 	c.path = path
 	if c.MySQL.Password != "" || c.Peer.Password != "" {
-		if err := checkSecretPerm(path); err != nil {
+		if err := checkSecretPerm(path, fi.Mode()); err != nil {
 			return nil, err
 		}
 	}
@@ -415,6 +425,9 @@ func Parse(data []byte) (*Config, error) {
 		if len(k) == 2 && k[0] == "mysql" {
 			c.MySQL.set[k[1]] = true
 		}
+	}
+	if err := explicitZeros(&c, md); err != nil {
+		return nil, err
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
@@ -573,6 +586,7 @@ func (a *Agent) validate(bad func(format string, args ...any)) {
 	if a.IOTimeout.Duration <= 0 {
 		bad("agent.io_timeout must be positive, got %q", a.IOTimeout.String())
 	}
+	validAllow(a.Allow, bad)
 }
 
 // bareErr drops the path an *fs.PathError repeats, since messages quote it.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -91,6 +92,18 @@ func TestParseErrors(t *testing.T) {
 		{"too many witnesses", "[check]\nwitnesses = [\"192.0.2.1:1\",\"192.0.2.1:2\",\"192.0.2.1:3\",\"192.0.2.1:4\",\"192.0.2.1:5\",\"192.0.2.1:6\",\"192.0.2.1:7\",\"192.0.2.1:8\",\"192.0.2.1:9\"]\n", "at most 8"},
 		{"witness timeout over check timeout", "[check]\nwitness_timeout = \"1s\"\n", `check.witness_timeout "1s" must be below check.timeout "800ms"`},
 		{"two errors reported", "[mysql]\nport = 0\n[peer]\nport = -1\n", "peer.port"},
+		{"duration rounding to 0", "[check]\nmax_lag = \"0.0000000001s\"\n", `check.max_lag: duration "0.0000000001s" rounds to 0`},
+		{"duration as float", "[check]\nmax_lag = 1e-300\n", "check.max_lag"},
+		{"explicit 0 is no default", "[agent]\nmax_lag = \"0s\"\n", "agent.max_lag is 0: give a positive duration"},
+		{"explicit 0 timeout", "[notify]\nfence_timeout = \"0\"\n", "notify.fence_timeout is 0"},
+		{"allow host bits", "[agent]\nallow = [\"192.0.2.1/24\"]\n", `agent.allow: "192.0.2.1/24": has bits set past the prefix length; did you mean "192.0.2.0/24"?`},
+		{"allow name", "[agent]\nallow = [\"haproxy1\"]\n", `agent.allow: "haproxy1": not an IP address or a CIDR (no names)`},
+		{"allow zone", "[agent]\nallow = [\"fe80::1%eth0\"]\n", "has a zone"},
+		{"allow empty entry", "[agent]\nallow = [\"\"]\n", "want a CIDR"},
+		{"allow spaces", "[agent]\nallow = [\" 192.0.2.1\"]\n", "without spaces"},
+		{"allow mapped", "[agent]\nallow = [\"::ffff:192.0.2.1\"]\n", "write the IPv4 form"},
+		{"allow bad prefix", "[agent]\nallow = [\"192.0.2.0/33\"]\n", "not a CIDR"},
+		{"allow not a list", "[agent]\nallow = \"192.0.2.0/24\"\n", "allow"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,6 +112,23 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("got %v, want error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAllowList(t *testing.T) {
+	c, err := Parse([]byte("[agent]\nallow = [\"192.0.2.0/24\", \"198.51.100.7\", \"2001:db8::/32\", \"::1\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Agent.AllowList() {
+		got = append(got, p.String())
+	}
+	if want := "192.0.2.0/24 198.51.100.7/32 2001:db8::/32 ::1/128"; strings.Join(got, " ") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+	if d := Default(); d.Agent.AllowList() != nil {
+		t.Fatal("default must allow everyone")
 	}
 }
 
@@ -128,7 +158,7 @@ func TestLoadFiles(t *testing.T) {
 		} else {
 			os.Chmod(p, 0)
 		}
-		if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "cannot read config") {
+		if _, err := Load(p); err == nil || (!strings.Contains(err.Error(), "cannot read config") && !strings.Contains(err.Error(), "is a directory")) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -148,7 +178,7 @@ func TestLoadFiles(t *testing.T) {
 			if tc.ok != (err == nil) {
 				t.Fatalf("mode %04o: got %v", tc.mode, err)
 			}
-			if err != nil && (!strings.Contains(err.Error(), "chmod 0600") || strings.Contains(err.Error(), "s3cret")) {
+			if err != nil && (!strings.Contains(err.Error(), "chmod 0600") && !strings.Contains(err.Error(), "chmod go-w") || strings.Contains(err.Error(), "s3cret")) {
 				t.Fatalf("message must say how to fix and never show the secret: %v", err)
 			}
 		})
@@ -162,6 +192,70 @@ func TestLoadFiles(t *testing.T) {
 	t.Run("world-readable without password is fine", func(t *testing.T) {
 		p := write(t, "c.toml", "[mysql]\nuser = \"monitor\"\n", 0o644)
 		if _, err := Load(p); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Every file that steers the tools follows sshd's StrictModes rule, with
+// or without a password in it, and is read as a regular file through a
+// size limit, never blocking.
+func TestLoadStrictModes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	const nobody = 65534
+	plain := "[mysql]\nuser = \"monitor\"\n"
+	foreign := write(t, "c.toml", plain, 0o644)
+	os.Chown(foreign, nobody, nobody)
+	groupW := write(t, "c.toml", plain, 0o664)
+	otherW := write(t, "c.toml", plain, 0o646)
+	link := filepath.Join(t.TempDir(), "link.toml")
+	os.Symlink(write(t, "c.toml", plain, 0o644), link)
+	fifo := filepath.Join(t.TempDir(), "fifo.toml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := write(t, "big.toml", "", 0o600)
+	os.Truncate(big, 100<<20)
+	optForeign := write(t, "my.cnf", "[client]\nuser = x\n", 0o644)
+	os.Chown(optForeign, nobody, nobody)
+	optGroupW := write(t, "my.cnf", "[client]\nuser = x\n", 0o660)
+	incDir := t.TempDir()
+	incGroupW := filepath.Join(incDir, "50-x.cnf")
+	os.WriteFile(incGroupW, []byte("[client]\nport = 3307\n"), 0o644)
+	os.Chmod(incGroupW, 0o664)
+	optInclude := write(t, "my.cnf", "[client]\n!includedir "+incDir+"\n", 0o600)
+	withOpt := func(opt string) string {
+		return write(t, "c.toml", "[mysql]\ndefaults_file = \""+opt+"\"\n", 0o600)
+	}
+	for _, tc := range []struct{ name, path, want string }{
+		{"foreign owner", foreign, `config "` + foreign + `" is owned by uid 65534, not by the user running this (uid 0); run: chown 0 "` + foreign + `"`},
+		{"group writable", groupW, `config "` + groupW + `" is writable by its group or others (mode 0664); run: chmod go-w "` + groupW + `"`},
+		{"others writable", otherW, "(mode 0646); run: chmod go-w"},
+		{"symlink", link, "is a symbolic link, which is not followed; name the file it points to"},
+		{"fifo", fifo, "is a FIFO, not a regular file"},
+		{"device", "/dev/zero", "is a character device, not a regular file"},
+		{"100 MB", big, "is larger than 1 MiB"},
+		{"foreign option file", withOpt(optForeign), `option file "` + optForeign + `" is owned by uid 65534`},
+		{"group-writable option file", withOpt(optGroupW), `option file "` + optGroupW + `" is writable by its group`},
+		{"group-writable included file", withOpt(optInclude), `option file "` + incGroupW + `" is writable by its group`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, err := Load(tc.path); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.want)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("Load blocked")
+			}
+		})
+	}
+	t.Run("root-owned 0644 without password is fine", func(t *testing.T) {
+		if _, err := Load(write(t, "c.toml", plain, 0o644)); err != nil {
 			t.Fatal(err)
 		}
 	})

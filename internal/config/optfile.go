@@ -44,9 +44,9 @@ func readOptionFile(path string, o *OptionFile, depth int) error {
 	if depth > maxIncludeDepth {
 		return fmt.Errorf("option file %q: !include nested deeper than %d", path, maxIncludeDepth)
 	}
-	data, err := os.ReadFile(path)
+	data, fi, err := readTrusted("option file", path)
 	if err != nil {
-		return fmt.Errorf("cannot read option file %q: %w", path, bareErr(err))
+		return err
 	}
 	hadPassword := o.Password
 	o.Password = ""
@@ -63,7 +63,7 @@ func readOptionFile(path string, o *OptionFile, depth int) error {
 		return fmt.Errorf("option file %q: %w", path, err)
 	}
 	if o.Password != "" {
-		if err := checkSecretPerm(path); err != nil {
+		if err := checkSecretPerm(path, fi.Mode()); err != nil {
 			return err
 		}
 	} else {
@@ -237,13 +237,10 @@ func unescape(c byte) byte {
 // checkSecretPerm refuses a file holding a password when others may read it
 // or anyone but the owner may change it. Group read (0640) is allowed so a
 // daemon user in the file's group can read its credentials, as packaged.
-func checkSecretPerm(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("cannot stat %q: %w", path, err)
-	}
-	if perm := fi.Mode().Perm(); perm&0o026 != 0 {
-		return &PermError{Path: path, Mode: fi.Mode()}
+// mode is what fstat said when the file was read.
+func checkSecretPerm(path string, mode fs.FileMode) error {
+	if mode.Perm()&0o026 != 0 {
+		return &PermError{Path: path, Mode: mode}
 	}
 	return nil
 }
