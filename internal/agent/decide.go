@@ -239,8 +239,8 @@ func decideRole(p Policy, role Role, s *probe.Snapshot, cin check.Input, maxLag 
 		return down("read-only and not replicating: its data may be stale")
 	}
 	for _, r := range s.Replicas {
-		if r.IORunning != "Yes" {
-			return down("replication IO thread is %s (source %s unreachable): data may be stale", r.IORunning, r.SourceHost)
+		if h := r.Health(); h != probe.Streaming {
+			return down("replication IO thread is %s (%s, source %s): data may be stale", r.IORunning, h, r.SourceHost)
 		}
 	}
 	if v.Lag == nil {

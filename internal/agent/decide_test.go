@@ -19,7 +19,7 @@ func testPolicy() Policy {
 
 func i64(n int64) *int64 { return &n }
 
-func replica(io string, sql bool, lag *int64) probe.Replica {
+func replica(io probe.IOState, sql bool, lag *int64) probe.Replica {
 	return probe.Replica{SourceHost: "peer", IORunning: io, SQLRunning: sql, SecondsBehind: lag}
 }
 
@@ -56,7 +56,8 @@ func TestDecide(t *testing.T) {
 		{"reader over limit", RoleReader, Input{Poll: fresh(standby(replica("Yes", true, i64(61))))}, 0, "down", "above max_lag 1m0s"},
 		{"reader request limit", RoleReader, Input{Poll: fresh(standby(replica("Yes", true, i64(6))))}, 5 * time.Second, "down", "above max_lag 5s"},
 		{"reader sql stopped", RoleReader, Input{Poll: fresh(standby(replica("Yes", false, nil)))}, 0, "down", "SQL thread is stopped"},
-		{"reader io connecting", RoleReader, Input{Poll: fresh(standby(replica("Connecting", true, nil)))}, 0, "down", "unreachable"},
+		{"reader io connecting", RoleReader, Input{Poll: fresh(standby(replica("Connecting", true, nil)))}, 0, "down", "IO thread is Connecting (starting"},
+		{"reader io preparing", RoleReader, Input{Poll: fresh(standby(replica(probe.IOPreparing, true, nil)))}, 0, "down", "IO thread is Preparing (starting"},
 		{"reader no replication", RoleReader, Input{Poll: fresh(standby())}, 0, "down", "not replicating"},
 		{"reader on writer", RoleReader, Input{Poll: fresh(writable), Outcome: promoted}, 0, "up 100%", "writer"},
 		{"reader maint", RoleReader, Input{Poll: fresh(standby(replica("Yes", true, i64(0)))), Maintenance: state.Maintenance{On: true}}, 0, "up 0%", "maintenance"},

@@ -45,6 +45,10 @@ func TestEvaluateTable(t *testing.T) {
 		{"io fatal error", Input{Snapshot: standby(with(func(r *probe.Replica) { r.IORunning, r.IOErrno = "No", 1236 }))}, Critical, "error 1236"},
 		{"io access denied while connecting", Input{Snapshot: standby(with(func(r *probe.Replica) { r.IORunning, r.IOErrno = "Connecting", 1045 }))}, Critical, "cannot log in"},
 		{"source down is fit", Input{Snapshot: standby(with(func(r *probe.Replica) { r.IORunning, r.IOErrno, r.SecondsBehind = "Connecting", 2003, nil }))}, OK, "unreachable (IO thread Connecting, error 2003)"},
+		{"io preparing is fit", Input{Snapshot: standby(with(func(r *probe.Replica) { r.IORunning, r.SecondsBehind = probe.IOPreparing, nil }))}, OK, "IO thread Preparing to source db1"},
+		{"register refused while the source restarts is fit", Input{Snapshot: standby(with(func(r *probe.Replica) {
+			r.IORunning, r.IOErrno, r.IOError = probe.IOConnecting, 1597, "Master command COM_REGISTER_SLAVE failed: Lost connection to server during query (Errno: 2013)"
+		}))}, OK, "unreachable (IO thread Connecting, error 1597)"},
 		{"source down ignores heartbeat lag", Input{Snapshot: &probe.Snapshot{ReadOnly: true, HeartbeatLag: ptr(time.Hour), Replicas: []probe.Replica{with(func(r *probe.Replica) { r.IORunning, r.IOErrno = "Connecting", 2003 })}}}, OK, "unreachable"},
 		{"lag over max", Input{Snapshot: standby(with(func(r *probe.Replica) { r.SecondsBehind = ptr(int64(301)) }))}, Critical, "above max_lag"},
 		{"lag over warn", Input{Snapshot: standby(with(func(r *probe.Replica) { r.SecondsBehind = ptr(int64(31)) }))}, Warning, "lag 31s"},

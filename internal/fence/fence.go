@@ -498,21 +498,21 @@ func (e *Engine) ensureReplication(ctx context.Context, db *sql.DB, v probe.Vers
 	for {
 		var bad, pending []string
 		for _, r := range reps {
-			switch {
-			case started && r.IORunning == "Connecting" && r.IOErrno == 0 && r.SQLRunning:
+			switch h := r.Health(); {
+			case h == probe.Starting && started:
 				// Just started: not verified yet, not failed either.
-				pending = append(pending, fmt.Sprintf("channel %q: IO thread still connecting", r.Channel))
-			case !r.SQLRunning:
-				bad = append(bad, fmt.Sprintf("channel %q: SQL thread stopped (%d %s)", r.Channel, r.SQLErrno, r.SQLError))
-			case r.IORunning == "No":
-				bad = append(bad, fmt.Sprintf("channel %q: IO thread stopped (%d %s)", r.Channel, r.IOErrno, r.IOError))
-			case r.IORunning == "Connecting" && r.IOErrno != 0 && !probe.IsConnectErrno(r.IOErrno):
-				bad = append(bad, fmt.Sprintf("channel %q: IO thread failing (%d %s)", r.Channel, r.IOErrno, r.IOError))
+				pending = append(pending, fmt.Sprintf("channel %q: IO thread %s", r.Channel, r.IORunning))
+			case h.Broken() || r.NeedsStart():
+				p := r.Problem()
+				if p == "" {
+					p = fmt.Sprintf("channel %q: IO thread %s after error %d %s", r.Channel, r.IORunning, r.IOErrno, probe.OneLine(r.IOError))
+				}
+				bad = append(bad, p)
 			}
 		}
 		if len(bad) == 0 && (len(pending) == 0 || ctx.Err() != nil) {
 			for _, r := range reps {
-				if r.IORunning == "Connecting" {
+				if r.Health() == probe.SourceUnreachable {
 					e.Log.Warn("replication source unreachable; IO thread keeps retrying", "channel", r.Channel, "source", r.SourceHost, "errno", r.IOErrno)
 				}
 			}

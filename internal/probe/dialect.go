@@ -149,6 +149,19 @@ var connectErrnos = map[int]bool{
 // cannot be reached right now.
 func IsConnectErrno(n int) bool { return connectErrnos[n] }
 
+// sourceCommandFailure are the IO thread errors that wrap another error: a
+// command of the connect sequence (COM_REGISTER_SLAVE, the binlog dump
+// request) failed. Both families report ER_SLAVE_MASTER_COM_FAILURE (MySQL
+// 8.0.26+ calls it ER_REPLICA_SOURCE_COM_FAILURE, same number) with the
+// inner error's number in the message.
+var sourceCommandFailure = map[int]bool{
+	1597: true,
+}
+
+// errnoShutdown is ER_SERVER_SHUTDOWN, what a source answers commands with
+// while it shuts down.
+const errnoShutdown = 1053
+
 // userThread reports whether a processlist row is a client session a fence
 // must kill: not a replication thread, not the event scheduler, not a
 // replica reading our binlog, and not idle server-internal threads.

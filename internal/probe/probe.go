@@ -142,12 +142,15 @@ type Replica struct {
 	SourceHost     string
 	SourcePort     int
 	SourceServerID uint32
-	IORunning      string // Yes, No or Connecting
+	IORunning      IOState
 	SQLRunning     bool
-	IOErrno        int
-	IOError        string
-	SQLErrno       int
-	SQLError       string
+	// SQLState is the applier's own state (Slave_SQL_Running_State), which
+	// says whether it has read everything in the relay log.
+	SQLState string
+	IOErrno  int
+	IOError  string
+	SQLErrno int
+	SQLError string
 	// SecondsBehind is nil when the server reports NULL (a thread stopped).
 	SecondsBehind *int64
 	// Received (IO thread) and applied (SQL thread) source coordinates.
@@ -362,7 +365,8 @@ func ParseReplicaStatus(cols []string, rows [][]*string) ([]Replica, error) {
 			SourceHost:         get("Master_Host"),
 			SourcePort:         int(num("Master_Port")),
 			SourceServerID:     uint32(num("Master_Server_Id")),
-			IORunning:          get("Slave_IO_Running"),
+			IORunning:          IOState(get("Slave_IO_Running")),
+			SQLState:           get("Slave_SQL_Running_State"),
 			SQLRunning:         get("Slave_SQL_Running") == "Yes",
 			IOErrno:            int(num("Last_IO_Errno")),
 			IOError:            get("Last_IO_Error"),
@@ -378,9 +382,7 @@ func ParseReplicaStatus(cols []string, rows [][]*string) ([]Replica, error) {
 			ExecutedSet:        get("Executed_Gtid_Set"),
 			SQLDelay:           int64(num("SQL_Delay")),
 		}
-		switch r.IORunning {
-		case "Yes", "No", "Connecting":
-		default:
+		if !r.IORunning.Known() {
 			return nil, fmt.Errorf("unexpected IO thread state %q", r.IORunning)
 		}
 		if s := get("Seconds_Behind_Master"); s != "" {
