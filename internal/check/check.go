@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +47,11 @@ type Verdict struct {
 	Lag *time.Duration
 	// Took is the wall time of the whole check.
 	Took time.Duration
+	// Misconfigured says the check could not read the server because of
+	// the setup (see Misconfig): Status is Unknown, Fit false.
+	Misconfigured bool
+	// Maintenance says the verdict is the maintenance flag's.
+	Maintenance bool
 }
 
 // Input is everything Evaluate decides on.
@@ -86,7 +90,7 @@ func Evaluate(c config.Check, in Input) Verdict {
 		return verdict(Critical, "", "isolated: no witness answered (%s)", strings.Join(w.Failures, "; "))
 	}
 	if in.SnapshotErr != nil {
-		return verdict(Critical, "", "%s", describeError(in.SnapshotErr, in.Timeout))
+		return errorVerdict(in.SnapshotErr, in.Timeout)
 	}
 	s := in.Snapshot
 	if s == nil {
@@ -214,12 +218,23 @@ func oneLine(s string) string {
 }
 
 // describeError turns a probe error into the reason line, naming the frozen
-// or dead server plainly.
+// or dead server plainly, and a setup mistake as one (what, which key, how
+// to fix).
 func describeError(err error, timeout time.Duration) string {
+	var mc *Misconfig
+	var oe *net.OpError
+	unix := errors.As(err, &oe) && oe.Net == "unix" && oe.Addr != nil
 	switch {
+	case errors.As(err, &mc):
+		return mc.Error()
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return fmt.Sprintf("mysqld did not answer within %s (frozen or overloaded): %v", timeout, err)
-	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOENT):
+	case unix && errors.Is(err, syscall.ENOENT):
+		return fmt.Sprintf("no socket at %q: mysqld is not running (it removes its socket when it stops), or %s names the wrong path (compare socket= in mysqld's my.cnf): %v",
+			oe.Addr.String(), keySocket, err)
+	case unix && errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("mysqld is not running (nothing listens on %q): %v", oe.Addr.String(), err)
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("mysqld is not running (nothing listens): %v", err)
 	}
 	return fmt.Sprintf("mysqld does not answer: %v", err)
@@ -240,17 +255,24 @@ func Run(ctx context.Context, cfg *config.Config) Verdict {
 	var err error
 	in.Maintenance, err = dir.Maintenance()
 	if err != nil && !in.Maintenance.On {
-		in.SnapshotErr = err
+		in.SnapshotErr = &Misconfig{Problem: "cannot read the maintenance flag", Key: keyStateDir,
+			Fix: "the directory and its files must be readable by the user running the check", Err: err}
 	}
 	if in.Maintenance.On {
 		v := Evaluate(cfg.Check, in)
 		v.Took = time.Since(start)
+		v.Maintenance = true
 		return v
 	}
 	in.Outcome, in.OutcomeErr = dir.Outcome()
 	witness := make(chan *Witness, 1)
 	go func() { witness <- ProbeWitnesses(ctx, cfg.Check.Witnesses, cfg.Check.WitnessTimeout.Duration) }()
-	in.Snapshot, in.SnapshotErr = Snapshot(ctx, cfg)
+	if in.SnapshotErr == nil {
+		in.Snapshot, in.SnapshotErr = Snapshot(ctx, cfg)
+		if mc := classify(in.SnapshotErr, inspectSocket); mc != nil {
+			in.SnapshotErr = mc
+		}
+	}
 	in.Witness = <-witness
 	v := Evaluate(cfg.Check, in)
 	v.Took = time.Since(start)
