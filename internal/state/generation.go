@@ -25,6 +25,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/safefile"
 )
 
 const (
@@ -59,9 +61,11 @@ func (d Dir) lock(ctx context.Context, name string) (*Lock, error) {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
 	p := filepath.Join(string(d), name)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	// Root creates this file: never where a planted symlink points, and
+	// never a FIFO or device that would block or be something else.
+	f, _, err := safefile.OpenRegular("lock file", p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("opening lock %q: %w", p, err)
+		return nil, fmt.Errorf("opening lock: %w", err)
 	}
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)

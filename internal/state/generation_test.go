@@ -3,8 +3,11 @@ package state
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,4 +70,38 @@ func TestRunLockExcludes(t *testing.T) {
 	l2.Unlock()
 	var nilLock *Lock
 	nilLock.Unlock() // a fence that proceeded without the lock
+}
+
+// Lock files are created by root: a symlink planted in their place must
+// not make root create or lock the file it points at, and a FIFO must not
+// block.
+func TestLockFilesNoFollow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, name := range []string{generationLock, runLock} {
+		d := Dir(t.TempDir())
+		victim := filepath.Join(t.TempDir(), "victim")
+		if err := os.Symlink(victim, filepath.Join(string(d), name)); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if name == runLock {
+			_, err = d.RunLock(ctx)
+		} else {
+			_, err = d.BumpGeneration(ctx, "MASTER")
+		}
+		if err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+			t.Fatalf("%s through a symlink: %v", name, err)
+		}
+		if _, err := os.Lstat(victim); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s: root created the link's target: %v", name, err)
+		}
+	}
+	d := Dir(t.TempDir())
+	if err := syscall.Mkfifo(filepath.Join(string(d), runLock), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.RunLock(ctx); err == nil || !strings.Contains(err.Error(), "is a FIFO") {
+		t.Fatalf("fifo lock: %v", err)
+	}
 }

@@ -12,11 +12,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/safefile"
 )
 
 const (
@@ -24,6 +25,14 @@ const (
 	outcomeFile     = "outcome.json"
 	maxFileSize     = 64 << 10
 )
+
+// MaxReason bounds a maintenance reason: it is shown in one line by every
+// tool and must leave its file well under the size every reader accepts,
+// even with each byte escaped in JSON.
+const MaxReason = 1024
+
+// maxBy bounds the "by" field, which comes from the environment.
+const maxBy = 256
 
 // Dir is a vipguard state directory.
 type Dir string
@@ -60,13 +69,20 @@ func (d Dir) Maintenance() (Maintenance, error) {
 	return m, nil
 }
 
-// SetMaintenance turns the flag on (with a reason) or off.
+// SetMaintenance turns the flag on (with a reason of at most MaxReason
+// bytes) or off.
 func (d Dir) SetMaintenance(on bool, reason, by string) error {
 	if !on {
 		if err := os.Remove(d.MaintenancePath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("clearing maintenance flag: %w", err)
 		}
 		return syncDir(string(d))
+	}
+	if len(reason) > MaxReason {
+		return fmt.Errorf("maintenance reason is %d bytes long; at most %d", len(reason), MaxReason)
+	}
+	if len(by) > maxBy {
+		by = by[:maxBy]
 	}
 	m := Maintenance{On: true, Reason: reason, Since: time.Now().UTC().Truncate(time.Second), By: by}
 	data, err := json.Marshal(m)
@@ -135,20 +151,11 @@ func (d Dir) WriteOutcome(o Outcome) error {
 	return d.writeAtomic(outcomeFile, append(data, '\n'))
 }
 
+// readSmall reads a state file. Anyone who can write to state_dir could
+// put a FIFO, a device or a symlink there: the open never blocks, never
+// follows a link, and takes regular files only (see safefile).
 func readSmall(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
-	}
-	return data, nil
+	return safefile.ReadRegular("state file", path, maxFileSize)
 }
 
 func (d Dir) writeAtomic(name string, data []byte) error {

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestMaintenanceRoundTrip(t *testing.T) {
@@ -68,5 +70,77 @@ func TestOutcome(t *testing.T) {
 	os.WriteFile(filepath.Join(string(d), outcomeFile), []byte("{"), 0o644)
 	if o, err := d.Outcome(); err == nil || !o.Unfit {
 		t.Fatalf("corrupt outcome must read as unfit: %+v %v", o, err)
+	}
+}
+
+// within fails the test when f blocks: a state file must never wedge a
+// reader (agentcheck answers checks from the accept loop).
+func within(t *testing.T, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("blocked")
+	}
+}
+
+// A FIFO, a symlink or a directory planted in state_dir reads as the
+// unsafe state with an error, at once.
+func TestStateFilesRegularOnly(t *testing.T) {
+	for _, kind := range []string{"fifo", "symlink", "directory"} {
+		t.Run(kind, func(t *testing.T) {
+			d := Dir(t.TempDir())
+			plant := func(p string) {
+				switch kind {
+				case "fifo":
+					if err := syscall.Mkfifo(p, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				case "symlink":
+					target := filepath.Join(t.TempDir(), "target")
+					os.WriteFile(target, []byte(`{"event":"MASTER","phase":"done","role":"writer"}`), 0o644)
+					os.Symlink(target, p)
+				case "directory":
+					os.Mkdir(p, 0o755)
+				}
+			}
+			plant(d.MaintenancePath())
+			plant(filepath.Join(string(d), outcomeFile))
+			plant(filepath.Join(string(d), generationFile))
+			within(t, func() {
+				if m, err := d.Maintenance(); !m.On || err == nil {
+					t.Errorf("maintenance: %+v %v", m, err)
+				}
+				if o, err := d.Outcome(); o == nil || !o.Unfit || err == nil {
+					t.Errorf("outcome: %+v %v", o, err)
+				}
+				if ok, err := d.Current(0); ok || err == nil {
+					t.Errorf("generation: %v %v", ok, err)
+				}
+			})
+		})
+	}
+}
+
+// A reason longer than MaxReason is refused when given, not written and
+// then found unreadable.
+func TestMaintenanceReasonCapped(t *testing.T) {
+	d := Dir(t.TempDir())
+	err := d.SetMaintenance(true, strings.Repeat("x", 64<<10+1), "alice")
+	if err == nil || !strings.Contains(err.Error(), "at most 1024") {
+		t.Fatalf("long reason: %v", err)
+	}
+	if _, err := os.Lstat(d.MaintenancePath()); err == nil {
+		t.Fatal("flag written despite the refused reason")
+	}
+	// The longest reason, every byte escaped in JSON, still reads back.
+	reason := strings.Repeat("\x01", MaxReason)
+	if err := d.SetMaintenance(true, reason, strings.Repeat("b", 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := d.Maintenance(); err != nil || m.Reason != reason || len(m.By) != maxBy {
+		t.Fatalf("read back: %v (reason %d bytes, by %d)", err, len(m.Reason), len(m.By))
 	}
 }
