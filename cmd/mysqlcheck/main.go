@@ -10,9 +10,14 @@
 // writable node is the writer and stays fit (a broken reverse channel is a
 // warning).
 //
-// With --nagios it is a Nagios/Icinga plugin (0 OK, 1 WARNING, 2 CRITICAL,
-// 3 UNKNOWN, with perfdata). "mysqlcheck maint on|off|status" is the
-// maintenance switch.
+// A setup mistake (socket path, credentials, grants) is reported as one,
+// naming the key to fix; the node is unfit all the same.
+//
+// With --nagios it is a Nagios/Icinga plugin following the Monitoring
+// Plugins guidelines: one status line on stdout with perfdata, exit 0 OK,
+// 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a configuration problem, a usage
+// error). Maintenance reads OK, or WARNING with check.nagios_maintenance =
+// "warning". "mysqlcheck maint on|off|status" is the maintenance switch.
 package main
 
 import (
@@ -24,6 +29,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/cli"
@@ -53,14 +60,14 @@ const preConfigDeadline = 2 * time.Second
 
 type cmdline struct {
 	cli.Globals
-	Check checkCmd     `cmd:"" default:"withargs" help:"Check whether this node is fit to hold the VIP (the default)."`
-	Maint cli.MaintCmd `cmd:"" help:"Turn maintenance mode on or off, or show it. On makes this node unfit, so keepalived moves the VIP away."`
-}
-
-type checkCmd struct {
+	// The check's flags live at the top so that the top-level help shows
+	// them: the check is what a bare "mysqlcheck" runs.
 	Timeout time.Duration `help:"Hard deadline for the whole check (overrides check.timeout)."`
-	Nagios  bool          `help:"Behave as a Nagios/Icinga plugin: exit 0/1/2/3 and print perfdata."`
+	Nagios  bool          `help:"Behave as a Nagios/Icinga plugin: one status line with perfdata on stdout; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also on usage errors)."`
 	Quiet   bool          `short:"q" help:"Print nothing when fit."`
+
+	Check struct{}     `cmd:"" default:"withargs" help:"Check whether this node is fit to hold the VIP (the default)."`
+	Maint cli.MaintCmd `cmd:"" help:"Turn maintenance mode on or off, or show it. On makes this node unfit, so keepalived moves the VIP away."`
 }
 
 // errUnfit carries the verdict out of run when the node is not fit.
@@ -68,14 +75,46 @@ type errUnfit struct{ v check.Verdict }
 
 func (e *errUnfit) Error() string { return "unfit: " + e.v.Reason }
 
+// errNagios carries the status run printed in --nagios mode, when not OK.
+type errNagios struct{ status check.Status }
+
+func (e *errNagios) Error() string { return e.status.String() }
+
+// errUsage is a command-line usage error.
+type errUsage struct{ err error }
+
+func (e *errUsage) Error() string { return e.err.Error() }
+
+// asName is the environment variable through which the vipguard front
+// command says it runs mysqlcheck as "vipguard check", so that help and
+// usage errors name the command the operator typed.
+const asName = "VIPGUARD_AS"
+
 func main() {
 	var c cmdline
-	command := cli.Parse(&c, prog, "Tell keepalived whether this MySQL/MariaDB node is fit to hold the VIP.")
+	name := prog
+	if os.Getenv(asName) == "vipguard" {
+		name = "vipguard"
+	}
+	parser := kong.Must(&c, kong.Name(name),
+		kong.Description("Tell keepalived whether this MySQL/MariaDB node is fit to hold the VIP."),
+		cli.Vars())
+	kctx, err := parser.Parse(os.Args[1:])
+	if err == nil && kctx.Command() != "check" && (c.Nagios || c.Quiet || c.Timeout != 0) {
+		err = errors.New("--nagios, --timeout and --quiet apply to the check only")
+	}
+	if err != nil {
+		// kong's flags are not parsed when parsing failed: look for
+		// --nagios by hand, so that the plugin still answers UNKNOWN.
+		nagios := nagiosRequested(os.Args[1:])
+		reportUsage(nagios, name, err, os.Stdout, os.Stderr)
+		os.Exit(exitCode(nagios, &errUsage{err}))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var code int
-	switch command {
+	switch kctx.Command() {
 	case "maint <action>":
 		err := c.Maint.Run(&c.Globals, os.Stdout)
 		if err != nil {
@@ -83,81 +122,106 @@ func main() {
 		}
 		code = cli.ExitCode(err)
 	default:
-		code = exitCode(c.Check.Nagios, run(ctx, &c.Globals, &c.Check, os.Stdout, os.Stderr))
+		code = exitCode(c.Nagios, run(ctx, &c, os.Stdout, os.Stderr))
 	}
 	os.Exit(code)
 }
 
-// run performs one check and prints its one line. It returns nil when fit.
-func run(ctx context.Context, g *cli.Globals, cmd *checkCmd, stdout, stderr io.Writer) error {
+// nagiosRequested reports whether args ask for --nagios (before any "--").
+func nagiosRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "--nagios", "--nagios=true":
+			return true
+		}
+	}
+	return false
+}
+
+// reportUsage prints a usage error: the plugin's status line on stdout in
+// --nagios mode, "name: error: ..." on stderr otherwise.
+func reportUsage(nagios bool, name string, err error, stdout, stderr io.Writer) {
+	if nagios {
+		io.WriteString(stdout, statusLine(check.Unknown, "usage error: "+err.Error(), nil))
+		return
+	}
+	cli.Errorf(stderr, name, "%v", err)
+}
+
+// run performs one check and prints its one line. It returns nil when fit
+// (in --nagios mode: when OK).
+func run(ctx context.Context, c *cmdline, stdout, stderr io.Writer) error {
+	start := time.Now()
 	backstop := time.AfterFunc(preConfigDeadline, func() {
-		giveUp(cmd.Nagios, stderr, "reading the configuration took longer than "+preConfigDeadline.String())
+		os.Exit(giveUp(c.Nagios, stdout, stderr, check.Unknown,
+			"reading the configuration took longer than "+preConfigDeadline.String(), nil))
 	})
-	cfg, err := g.Load()
+	cfg, err := c.Load()
 	backstop.Stop()
 	if err != nil {
-		if cmd.Nagios {
-			fmt.Fprintf(stdout, "VIPGUARD UNKNOWN - %v\n", err)
+		if c.Nagios {
+			io.WriteString(stdout, statusLine(check.Unknown, err.Error(), nil))
 		} else {
 			cli.Errorf(stderr, prog, "%v", err)
 		}
 		return err
 	}
-	if cmd.Timeout > 0 {
-		cfg.Check.Timeout = config.Duration{Duration: cmd.Timeout}
+	if c.Timeout > 0 {
+		cfg.Check.Timeout = config.Duration{Duration: c.Timeout}
 	}
 	// The context deadline should end the check; this timer ends the process
 	// if anything (a driver, a syscall) ever ignores it.
 	backstop = time.AfterFunc(cfg.Check.Timeout.Duration+100*time.Millisecond, func() {
-		giveUp(cmd.Nagios, stderr, fmt.Sprintf("no verdict within %s", cfg.Check.Timeout.Duration))
+		os.Exit(giveUp(c.Nagios, stdout, stderr, check.Critical,
+			fmt.Sprintf("no verdict within %s", cfg.Check.Timeout.Duration), perfdata(cfg.Check, time.Since(start), nil)))
 	})
 	defer backstop.Stop()
 
 	v := check.Run(ctx, cfg)
 	backstop.Stop()
-	if cmd.Nagios {
-		printNagios(stdout, cfg, v)
-	} else if !v.Fit {
-		fmt.Fprintf(stderr, "%s: unfit: %s\n", prog, v.Reason)
-	} else if !cmd.Quiet {
-		fmt.Fprintf(stdout, "%s: fit: %s\n", prog, v.Reason)
+	if c.Nagios {
+		if st := printNagios(stdout, cfg.Check, v); st != check.OK {
+			return &errNagios{st}
+		}
+		return nil
 	}
-	if !v.Fit || (cmd.Nagios && v.Status != check.OK) {
+	if !v.Fit {
+		fmt.Fprintf(stderr, "%s: unfit: %s\n", prog, v.Reason)
 		return &errUnfit{v}
+	}
+	if !c.Quiet {
+		fmt.Fprintf(stdout, "%s: fit: %s\n", prog, v.Reason)
 	}
 	return nil
 }
 
-// giveUp is the backstop: report unfit and leave at once.
-func giveUp(nagios bool, w io.Writer, why string) {
+// giveUp is the backstop: it reports the node unfit (in --nagios mode, the
+// status line with st) and returns the exit code.
+func giveUp(nagios bool, stdout, stderr io.Writer, st check.Status, why string, perf []perfdatum) int {
 	if nagios {
-		fmt.Fprintf(w, "VIPGUARD CRITICAL - %s\n", why)
-		os.Exit(nagiosCritical)
+		io.WriteString(stdout, statusLine(st, why, perf))
+		return exitCode(true, &errNagios{st})
 	}
-	fmt.Fprintf(w, "%s: unfit: %s\n", prog, why)
-	os.Exit(exitUnfit)
-}
-
-func printNagios(w io.Writer, cfg *config.Config, v check.Verdict) {
-	perf := fmt.Sprintf("time=%.6fs;;%.3f", v.Took.Seconds(), cfg.Check.Timeout.Seconds())
-	if v.Lag != nil {
-		perf = fmt.Sprintf("lag=%.3fs;%.3f;%.3f;0 %s", v.Lag.Seconds(),
-			cfg.Check.WarnLag.Seconds(), cfg.Check.MaxLag.Seconds(), perf)
-	}
-	fmt.Fprintf(w, "VIPGUARD %s - %s | %s\n", v.Status, v.Reason, perf)
+	fmt.Fprintf(stderr, "%s: unfit: %s\n", prog, why)
+	return exitCode(false, &errUnfit{})
 }
 
 // exitCode is the one place that maps run's result to the process status.
 func exitCode(nagios bool, err error) int {
-	var unfit *errUnfit
+	var st *errNagios
 	var cfgErr *cli.ConfigError
+	var usage *errUsage
 	switch {
 	case err == nil:
 		return exitFit
-	case nagios && errors.As(err, &unfit):
-		return [...]int{nagiosOK, nagiosWarning, nagiosCritical, nagiosUnknown}[unfit.v.Status]
+	case nagios && errors.As(err, &st):
+		return [...]int{nagiosOK, nagiosWarning, nagiosCritical, nagiosUnknown}[st.status]
 	case nagios:
-		return nagiosUnknown
+		return nagiosUnknown // configuration and usage errors
+	case errors.As(err, &usage):
+		return cli.ExitUsage
 	case errors.As(err, &cfgErr):
 		return exitConfig
 	}

@@ -145,6 +145,10 @@ type Check struct {
 	// WitnessTimeout bounds the connects to the witnesses, which run
 	// alongside the MySQL probe. Default 300ms; below timeout.
 	WitnessTimeout Duration `toml:"witness_timeout"`
+	// NagiosMaintenance is the status mysqlcheck --nagios reports while
+	// maintenance is on: "ok" (default) or "warning". Maintenance is
+	// planned, so it never pages as CRITICAL; keepalived still sees unfit.
+	NagiosMaintenance string `toml:"nagios_maintenance"`
 
 	maxLagSet bool // max_lag = "0s" in the file disables the limit
 }
@@ -320,6 +324,9 @@ func (c *Config) applyDefaults() {
 	if k.WitnessTimeout.Duration == 0 {
 		k.WitnessTimeout.Duration = 300 * time.Millisecond
 	}
+	if k.NagiosMaintenance == "" {
+		k.NagiosMaintenance = "ok"
+	}
 	if k.RequireReplication == nil {
 		k.RequireReplication = boolPtr(true)
 	}
@@ -478,6 +485,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Check.WarnLag.Duration < 0 {
 		bad("check.warn_lag must not be negative, got %q", c.Check.WarnLag.String())
+	}
+	if m := c.Check.NagiosMaintenance; m != "ok" && m != "warning" {
+		bad("check.nagios_maintenance %q must be \"ok\" or \"warning\"", m)
 	}
 	if t := c.Heartbeat.Table; t != "" && !validTableName(t) {
 		bad("heartbeat.table %q must be \"database.table\" of letters, digits, _ and $", t)
