@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/cli"
 )
+
+// processStart stands in for the process's start time: package variables
+// are set before main runs.
+var processStart = time.Now()
 
 // Metrics counts what the agent did, for /metrics. Counters are atomics
 // indexed by small enums, so counting a check costs nothing measurable and
@@ -65,6 +72,11 @@ func (m *Metrics) Write(in Input, pol Policy) []byte {
 	help := func(name, typ, text string) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, text, name, typ)
 	}
+	help("vipguard_build_info", "gauge", "Always 1; the labels say which build answers.")
+	fmt.Fprintf(&b, "vipguard_build_info{version=%q,goversion=%q} 1\n", cli.VersionString(), runtime.Version())
+	help("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.")
+	fmt.Fprintf(&b, "process_start_time_seconds %s\n", strconv.FormatFloat(float64(processStart.UnixMilli())/1e3, 'f', 3, 64))
+
 	help("vipguard_agent_polls_total", "counter", "MySQL polls by result.")
 	fmt.Fprintf(&b, "vipguard_agent_polls_total{result=\"ok\"} %d\n", m.polls[0].Load())
 	fmt.Fprintf(&b, "vipguard_agent_polls_total{result=\"error\"} %d\n", m.polls[1].Load())

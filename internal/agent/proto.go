@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/config"
 )
 
 // Limits on what a client may send. HAProxy's agent-send is one short word
@@ -119,7 +121,7 @@ func looksHTTP(line []byte) bool {
 }
 
 // ParseAgentLine parses what HAProxy's agent-send sent: a role word,
-// optionally followed by "max_lag=SECONDS" (reader only). Words are
+// optionally followed by "max_lag=LIMIT" (reader only, see parseLag). Words are
 // separated by spaces, tabs or commas, case-insensitively, like the
 // agent's own reply grammar.
 func ParseAgentLine(line []byte) Request {
@@ -159,19 +161,37 @@ var agentRoles = map[string]Role{
 	"health": RoleHealth, "liveness": RoleLiveness, "readiness": RoleReadiness,
 }
 
+// httpPaths are the agent's role words as paths, so that one name works in
+// both checks.
 var httpPaths = map[string]Role{
-	"/primary": RoleWriter, "/master": RoleWriter, "/read-write": RoleWriter,
-	"/replica": RoleReader, "/read-only": RoleReadOnly,
+	"/writer": RoleWriter, "/primary": RoleWriter, "/master": RoleWriter, "/read-write": RoleWriter,
+	"/reader": RoleReader, "/replica": RoleReader, "/read-only": RoleReadOnly,
 	"/health": RoleHealth, "/liveness": RoleLiveness, "/readiness": RoleReadiness,
 	"/metrics": RoleMetrics,
 }
 
+// parseLag reads a lag limit written as in the configuration ("30s",
+// "1m30s") or, as it always was, as a bare number of seconds ("30").
+// A limit that rounds to zero is refused: zero means "the default".
 func parseLag(v string) (time.Duration, error) {
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(f) || f <= 0 || f > maxLagLimit {
-		return 0, fmt.Errorf("max_lag %q must be a number of seconds above 0", clean(v, 32))
+	bad := fmt.Errorf("max_lag %q must be a duration above 0 (\"30s\", \"1m\") or a number of seconds", clean(v, 32))
+	var d time.Duration
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || f <= 0 || f > maxLagLimit {
+			return 0, bad
+		}
+		d = time.Duration(f * float64(time.Second))
+	} else {
+		var cd config.Duration
+		if cd.UnmarshalText([]byte(v)) != nil || cd.Seconds() > maxLagLimit {
+			return 0, bad
+		}
+		d = cd.Duration
 	}
-	return time.Duration(f * float64(time.Second)), nil
+	if d <= 0 {
+		return 0, bad
+	}
+	return d, nil
 }
 
 // readHTTP parses the request line and skips the headers, bounded in size
@@ -234,7 +254,7 @@ func parseTarget(req *Request, target string) {
 	req.Path = path
 	role, ok := httpPaths[path]
 	if !ok {
-		req.Status, req.Problem = 404, "no such check (try /primary, /replica, /read-only, /health, /liveness, /readiness, /metrics)"
+		req.Status, req.Problem = 404, "no such check (try /writer, /reader, /read-only, /health, /liveness, /readiness, /metrics)"
 		return
 	}
 	req.Role = role
