@@ -105,7 +105,7 @@ func Evaluate(c config.Check, in Input) Verdict {
 	if s.Writable() {
 		v := verdict(OK, "writer", "writer: read_only=OFF, %s answers", s.Version)
 		for _, r := range s.Replicas {
-			if problem := replicationProblem(r); problem != "" {
+			if problem := r.Problem(); problem != "" {
 				// The writer keeps the VIP: moving it would not mend the
 				// reverse channel. Monitoring still hears about it.
 				v = verdict(Warning, "writer", "writer: read_only=OFF, but reverse replication: %s", problem)
@@ -128,21 +128,23 @@ func evaluateStandby(c config.Check, s *probe.Snapshot) Verdict {
 	var lagKnown bool
 	sourceDown := ""
 	for _, r := range s.Replicas {
-		if p := replicationProblem(r); p != "" {
+		if p := r.Problem(); p != "" {
 			if *c.FailOnReplicationError {
 				return verdict(Critical, role, "%s", p)
 			}
 			return verdict(Warning, role, "%s (tolerated: fail_on_replication_error=false)", p)
 		}
-		if r.IORunning != "Yes" {
-			// The source is unreachable: what a healthy standby sees when the
-			// writer died. Lag is meaningless then; the promotion gate in
-			// notify waits for the relay log instead.
-			sourceDown = fmt.Sprintf("source %s unreachable (IO thread %s", r.SourceHost, r.IORunning)
-			if r.IOErrno != 0 {
-				sourceDown += fmt.Sprintf(", error %d", r.IOErrno)
-			}
-			sourceDown += ")"
+		switch r.Health() {
+		case probe.SourceUnreachable:
+			// What a healthy standby sees when the writer died. Lag is
+			// meaningless then; the promotion gate in notify waits for
+			// the relay log instead.
+			sourceDown = fmt.Sprintf("source %s unreachable (IO thread %s, error %d)", r.SourceHost, r.IORunning, r.IOErrno)
+			continue
+		case probe.Starting:
+			// Connecting or registering after a (re)start: streaming in
+			// a moment, or one of the states above at the next check.
+			sourceDown = fmt.Sprintf("IO thread %s to source %s", r.IORunning, r.SourceHost)
 			continue
 		}
 		lag, ok := replicaLag(s, r)
@@ -179,42 +181,6 @@ func replicaLag(s *probe.Snapshot, r probe.Replica) (time.Duration, bool) {
 		return time.Duration(*r.SecondsBehind) * time.Second, true
 	}
 	return 0, false
-}
-
-// replicationProblem says what is broken on a channel, "" when nothing is.
-// An IO thread that only cannot reach its source is not broken.
-func replicationProblem(r probe.Replica) string {
-	ch := ""
-	if r.Channel != "" {
-		ch = fmt.Sprintf(" %q", r.Channel)
-	}
-	if !r.SQLRunning {
-		if r.SQLErrno != 0 {
-			return fmt.Sprintf("replication%s SQL thread stopped with error %d: %s", ch, r.SQLErrno, oneLine(r.SQLError))
-		}
-		return fmt.Sprintf("replication%s SQL thread is stopped", ch)
-	}
-	if r.IORunning == "No" {
-		if r.IOErrno == 0 {
-			return fmt.Sprintf("replication%s IO thread is stopped", ch)
-		}
-		if !probe.IsConnectErrno(r.IOErrno) {
-			return fmt.Sprintf("replication%s IO thread stopped with error %d: %s", ch, r.IOErrno, oneLine(r.IOError))
-		}
-	}
-	if r.IORunning == "Connecting" && r.IOErrno != 0 && !probe.IsConnectErrno(r.IOErrno) {
-		// e.g. 1045 access denied: retrying will not mend it.
-		return fmt.Sprintf("replication%s IO thread cannot log in to the source, error %d: %s", ch, r.IOErrno, oneLine(r.IOError))
-	}
-	return ""
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
 }
 
 // describeError turns a probe error into the reason line, naming the frozen

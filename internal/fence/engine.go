@@ -41,6 +41,9 @@ var (
 	// ErrRefused: promotion refused for a standing reason (maintenance, a
 	// peer that answers but cannot be fenced).
 	ErrRefused = errors.New("promotion refused")
+	// ErrUnkillable: a fence found client sessions it is not allowed to
+	// end on a server where read_only does not stop them.
+	ErrUnkillable = errors.New("client sessions cannot be ended")
 	// ErrPreempted: the promotion's own connection was killed, which is
 	// what the peer's fence does: the peer is taking over. Read-only.
 	ErrPreempted = errors.New("promotion preempted: this node is being fenced by the peer")

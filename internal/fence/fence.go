@@ -21,6 +21,9 @@ type fenceReport struct {
 	Position probe.Position
 	Killed   int // KILLs sent
 	Rounds   int // processlist reads
+	// Unkillable lists the client sessions the server refused to end
+	// (missing privilege), as "id user@host".
+	Unkillable []string
 }
 
 // spareSet is the set of our own connection ids, shared by the two
@@ -127,6 +130,7 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 	// Killer: this goroutine.
 	roOn := false
 	var mustGo map[uint64]bool // client threads present when read_only took
+	denied := map[uint64]string{} // sessions the server refused to kill
 	for {
 		if !roOn {
 			select {
@@ -159,8 +163,13 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 		}
 		remaining := 0
 		for _, t := range clients {
-			if mustGo == nil || mustGo[t.ID] {
+			if (mustGo == nil || mustGo[t.ID]) && denied[t.ID] == "" {
 				remaining++
+			}
+		}
+		if roOn && remaining == 0 && len(denied) > 0 {
+			if err := e.unkillable(v, denied, where, rep, clients); err != nil {
+				return false, err
 			}
 		}
 		if roOn && remaining == 0 {
@@ -173,6 +182,9 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 			break
 		}
 		for _, t := range clients {
+			if denied[t.ID] != "" {
+				continue
+			}
 			if t.Command != "Killed" {
 				msg := "killing client thread"
 				if e.DryRun {
@@ -181,7 +193,12 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 				e.Log.Info(msg, "server", where, "id", t.ID, "user", t.User,
 					"host", t.Host, "command", t.Command, "time", t.Time, "state", t.State, "info", t.Info)
 			}
-			if err := ka.Kill(ctx, t.ID); err != nil {
+			if err := ka.Kill(ctx, t.ID); errors.Is(err, probe.ErrKillDenied) {
+				// Asking again will not change the answer.
+				denied[t.ID] = err.Error()
+				e.Log.Error("KILL REFUSED: this session cannot be ended", "server", where, "id", t.ID,
+					"user", t.User, "host", t.Host, "err", err)
+			} else if err != nil {
 				// One failing KILL never stops the others.
 				e.Log.Warn("kill failed", "server", where, "id", t.ID, "err", err)
 			}
@@ -198,6 +215,10 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 		}
 		select {
 		case <-ctx.Done():
+			if len(denied) > 0 && !roOn {
+				return false, fmt.Errorf("%s: read_only could not be set while sessions the fence may not end are there (%s): %w",
+					where, deniedSummary(denied), context.Cause(ctx))
+			}
 			return false, fmt.Errorf("%s: fence stopped with %d client threads still there: %w", where, remaining, context.Cause(ctx))
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -212,6 +233,41 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 		return false, nil
 	}
 	return true, nil
+}
+
+// unkillable decides what a fence does about client sessions the server
+// refused to end, once read_only is on and every other session is gone.
+// Where read_only stops every session (MySQL's super_read_only) they can
+// no longer write: the fence goes on and says which sessions stay. Where
+// it does not (MariaDB: READ_ONLY ADMIN holders write through read_only),
+// such a session may still write, so the fence fails: a node that may still
+// take writes must never look fenced, and a peer's promotion refuses on it.
+func (e *Engine) unkillable(v probe.Version, denied map[uint64]string, where string, rep *fenceReport, clients []probe.Thread) error {
+	rep.Unkillable = rep.Unkillable[:0]
+	for _, t := range clients {
+		if denied[t.ID] != "" {
+			rep.Unkillable = append(rep.Unkillable, fmt.Sprintf("%d %s@%s", t.ID, t.User, t.Host))
+		}
+	}
+	if len(rep.Unkillable) == 0 {
+		return nil // they ended by themselves
+	}
+	if probe.ReadOnlyStopsEveryone(v) {
+		e.Log.Warn("sessions the fence may not end stay connected; super_read_only stops their writes",
+			"server", where, "sessions", strings.Join(rep.Unkillable, ", "), "err", deniedSummary(denied))
+		return nil
+	}
+	return fmt.Errorf("%s: %w: sessions %s may still write through read_only (%s)", where, ErrUnkillable,
+		strings.Join(rep.Unkillable, ", "), deniedSummary(denied))
+}
+
+// deniedSummary is the first refusal's message: they all name the same
+// missing privilege.
+func deniedSummary(denied map[uint64]string) string {
+	for _, msg := range denied {
+		return msg
+	}
+	return ""
 }
 
 // peerFencer reports whether t is the peer's notify fencing this server

@@ -1,9 +1,12 @@
 package mariadbtest
 
 import (
+	"context"
 	bin "encoding/binary"
+	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,4 +212,24 @@ func (p *Proxy) toServer(server, client net.Conn) {
 			return
 		}
 	}
+}
+
+// ProxiedReplica starts a source and a read-only replica that reads from it
+// (GTID, current_pos) through a Proxy, and waits until it replicates. The
+// replica does not replicate back.
+func ProxiedReplica(t TB) (src, rep *Server, px *Proxy) {
+	t.Helper()
+	src = Start(t, Options{ServerID: 1, DomainID: 1})
+	rep = Start(t, Options{ServerID: 2, DomainID: 2, ReadOnly: true})
+	px = StartProxy(t, net.JoinHostPort(src.Host, strconv.Itoa(src.Port)))
+	ctx := context.Background()
+	if err := rep.Exec(ctx, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
+		"MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+		px.Host, px.Port, ReplUser, ReplPassword), "START SLAVE"); err != nil {
+		t.Fatalf("replica through proxy: %v", err)
+	}
+	if err := rep.WaitReplicating(ctx, 20*time.Second); err != nil {
+		t.Fatalf("replica through proxy: %v", err)
+	}
+	return src, rep, px
 }

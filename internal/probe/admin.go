@@ -10,6 +10,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -141,12 +142,19 @@ func (a *Admin) Processlist(ctx context.Context) ([]Thread, error) {
 	return out, nil
 }
 
+// ErrKillDenied means the server refused to end a session for lack of a
+// privilege; the error says which one the account needs.
+var ErrKillDenied = errors.New("not allowed to end this session")
+
 // Kill ends a connection with a server-side KILL. A thread that is already
 // gone ("unknown thread") is not an error.
 func (a *Admin) Kill(ctx context.Context, id uint64) error {
 	err := a.change(ctx, 0, killStatement(id))
-	if Errno(err) == errnoUnknownThread {
+	switch Errno(err) {
+	case errnoUnknownThread:
 		return nil
+	case errnoKillDenied, errnoSpecificAccessDenied:
+		return fmt.Errorf("%w: the account needs %s: %w", ErrKillDenied, killPrivileges(a.V), err)
 	}
 	return err
 }
@@ -270,4 +278,189 @@ func ConnectionLost(err error) bool {
 		return true
 	}
 	return false
+}
+
+// BinlogEvent is one row of SHOW BINLOG EVENTS.
+type BinlogEvent struct {
+	Pos       uint64
+	Type      string
+	ServerID  uint32
+	EndLogPos uint64
+}
+
+// housekeepingEvents are written by every server into its own binary log
+// whatever its clients do (at start, rotation and shutdown): they carry its
+// server_id without being a write.
+var housekeepingEvents = map[string]bool{
+	"Format_desc": true, "Rotate": true, "Previous_gtids": true, "Stop": true,
+	"Binlog_checkpoint": true, "Gtid_list": true, "Start_encryption": true, "Heartbeat": true,
+}
+
+// OwnWrite reports whether events hold a transaction this server wrote
+// itself (rather than one it applied from its source and logged again).
+func OwnWrite(events []BinlogEvent, serverID uint32) bool {
+	for _, ev := range events {
+		if ev.ServerID == serverID && !housekeepingEvents[ev.Type] {
+			return true
+		}
+	}
+	return false
+}
+
+// maxEventsScanned bounds how much of the binary log OwnWritesBetween
+// reads: past it the answer is "maybe", which callers treat as a write.
+const maxEventsScanned = 20000
+
+// OwnWritesBetween reports whether this server's own binary log holds a
+// write of its own between from and to. Without GTIDs this is the only way
+// to tell a fenced node's own late writes from the peer's transactions it
+// keeps logging (log_slave_updates). Too much to read counts as a write.
+func (a *Admin) OwnWritesBetween(ctx context.Context, serverID uint32, from, to BinlogPos) (bool, error) {
+	files := []string{from.File}
+	if to.File != from.File {
+		all, err := a.binlogFiles(ctx)
+		if err != nil {
+			return true, err
+		}
+		files = filesBetween(all, from.File, to.File)
+		if files == nil {
+			return true, fmt.Errorf("binary log %s or %s is no longer listed", from.File, to.File)
+		}
+	}
+	scanned := 0
+	for i, f := range files {
+		pos := uint64(4)
+		if i == 0 {
+			pos = from.Pos
+		}
+		for {
+			q := fmt.Sprintf("SHOW BINLOG EVENTS IN '%s' FROM %d LIMIT %d", strings.ReplaceAll(f, "'", "''"), pos, 1000)
+			evs, err := a.binlogEvents(ctx, q)
+			if err != nil {
+				return true, err
+			}
+			last := f == to.File
+			var in []BinlogEvent
+			for _, ev := range evs {
+				if last && ev.Pos >= to.Pos {
+					break
+				}
+				in = append(in, ev)
+			}
+			if OwnWrite(in, serverID) {
+				return true, nil
+			}
+			scanned += len(evs)
+			if scanned > maxEventsScanned {
+				return true, nil
+			}
+			if len(evs) < 1000 || len(in) < len(evs) {
+				break
+			}
+			pos = evs[len(evs)-1].EndLogPos
+		}
+	}
+	return false, nil
+}
+
+// filesBetween returns the binlog file names from first to last inclusive,
+// nil if either is not listed.
+func filesBetween(all []string, first, last string) []string {
+	i, j := -1, -1
+	for k, f := range all {
+		if f == first {
+			i = k
+		}
+		if f == last {
+			j = k
+		}
+	}
+	if i < 0 || j < i {
+		return nil
+	}
+	return all[i : j+1]
+}
+
+func (a *Admin) binlogFiles(ctx context.Context) ([]string, error) {
+	a.trace("SHOW BINARY LOGS", true)
+	qctx, cancel := a.timeout(ctx, 0)
+	defer cancel()
+	pr := Prober{Q: a.Q, QueryTimeout: a.QueryTimeout}
+	cols, rows, err := pr.queryStrings(qctx, "SHOW BINARY LOGS")
+	if err != nil {
+		return nil, fmt.Errorf("SHOW BINARY LOGS: %w", err)
+	}
+	if len(cols) == 0 || cols[0] != "Log_name" {
+		return nil, fmt.Errorf("SHOW BINARY LOGS: unexpected columns %q", cols)
+	}
+	var out []string
+	for _, r := range rows {
+		if len(r) > 0 && r[0] != nil {
+			out = append(out, *r[0])
+		}
+	}
+	return out, nil
+}
+
+func (a *Admin) binlogEvents(ctx context.Context, q string) ([]BinlogEvent, error) {
+	a.trace(q, true)
+	pr := Prober{Q: a.Q, QueryTimeout: a.QueryTimeout}
+	cols, rows, err := pr.queryStrings(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", q, err)
+	}
+	evs, err := ParseBinlogEvents(cols, rows)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", q, err)
+	}
+	return evs, nil
+}
+
+// ParseBinlogEvents reads SHOW BINLOG EVENTS (Log_name, Pos, Event_type,
+// Server_id, End_log_pos, Info on both families).
+func ParseBinlogEvents(cols []string, rows [][]*string) ([]BinlogEvent, error) {
+	idx := map[string]int{}
+	for i, c := range cols {
+		idx[c] = i
+	}
+	for _, need := range []string{"Pos", "Event_type", "Server_id", "End_log_pos"} {
+		if _, ok := idx[need]; !ok {
+			return nil, fmt.Errorf("unexpected result: no column %q", need)
+		}
+	}
+	out := make([]BinlogEvent, 0, len(rows))
+	for _, r := range rows {
+		if len(r) != len(cols) {
+			return nil, fmt.Errorf("unexpected result: %d values for %d columns", len(r), len(cols))
+		}
+		num := func(name string, bits int) (uint64, error) {
+			v := r[idx[name]]
+			if v == nil {
+				return 0, fmt.Errorf("column %s is NULL", name)
+			}
+			n, err := strconv.ParseUint(*v, 10, bits)
+			if err != nil {
+				return 0, fmt.Errorf("column %s: %q is not a number", name, *v)
+			}
+			return n, nil
+		}
+		var ev BinlogEvent
+		var err error
+		var sid uint64
+		if ev.Pos, err = num("Pos", 64); err != nil {
+			return nil, err
+		}
+		if sid, err = num("Server_id", 32); err != nil {
+			return nil, err
+		}
+		if ev.EndLogPos, err = num("End_log_pos", 64); err != nil {
+			return nil, err
+		}
+		ev.ServerID = uint32(sid)
+		if t := r[idx["Event_type"]]; t != nil {
+			ev.Type = *t
+		}
+		out = append(out, ev)
+	}
+	return out, nil
 }

@@ -2,7 +2,6 @@ package probe
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +29,7 @@ func TestChannelHealth(t *testing.T) {
 			r.IOError = "Master command COM_REGISTER_SLAVE failed: Server shutdown in progress (Errno: 1053)"
 		}), SourceUnreachable, ""},
 		{"register lost its connection (MySQL)", with(func(r *Replica) {
-			r.IORunning, r.IOErrno = IOConnecting, 1597
+			r.IORunning, r.IOErrno = IOConnecting, 13120
 			r.IOError = "Source command COM_REGISTER_REPLICA failed: Lost connection to MySQL server during query (Errno: 2013)"
 		}), SourceUnreachable, ""},
 		{"register denied", with(func(r *Replica) {
@@ -58,25 +57,6 @@ func TestChannelHealth(t *testing.T) {
 			}
 		})
 	}
-}
-
-// replicaThroughProxy starts a source and a replica that reads from it
-// through a protocol-aware proxy, replicating with GTID.
-func replicaThroughProxy(t *testing.T) (src, rep *mariadbtest.Server, px *mariadbtest.Proxy) {
-	t.Helper()
-	src = mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
-	rep = mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, DomainID: 2, ReadOnly: true})
-	px = mariadbtest.StartProxy(t, fmt.Sprintf("%s:%d", src.Host, src.Port))
-	ctx := context.Background()
-	if err := rep.Exec(ctx, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
-		"MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-		px.Host, px.Port, mariadbtest.ReplUser, mariadbtest.ReplPassword), "START SLAVE"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.WaitReplicating(ctx, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return src, rep, px
 }
 
 func checkProber(t *testing.T, s *mariadbtest.Server) *Prober {
@@ -122,7 +102,7 @@ func sampleUntil(t *testing.T, p *Prober, limit time.Duration, match func(Replic
 // "Preparing". Registering is held back here so the state lasts long
 // enough to be read every time; in production it lasts a round trip.
 func TestRealPreparingIsStarting(t *testing.T) {
-	_, rep, px := replicaThroughProxy(t)
+	_, rep, px := mariadbtest.ProxiedReplica(t)
 	px.OnCommand(func(cmd byte) mariadbtest.Action {
 		if cmd == mariadbtest.ComRegisterSlave {
 			return mariadbtest.Action{Delay: 2 * time.Second}
@@ -148,7 +128,7 @@ func TestRealPreparingIsStarting(t *testing.T) {
 // restarting source does) leaves an IO error that means "unreachable", not
 // "broken".
 func TestRealRegisterFailureIsSourceUnreachable(t *testing.T) {
-	_, rep, px := replicaThroughProxy(t)
+	_, rep, px := mariadbtest.ProxiedReplica(t)
 	px.OnCommand(func(cmd byte) mariadbtest.Action {
 		return mariadbtest.Action{Drop: cmd == mariadbtest.ComRegisterSlave}
 	})

@@ -151,11 +151,11 @@ func IsConnectErrno(n int) bool { return connectErrnos[n] }
 
 // sourceCommandFailure are the IO thread errors that wrap another error: a
 // command of the connect sequence (COM_REGISTER_SLAVE, the binlog dump
-// request) failed. Both families report ER_SLAVE_MASTER_COM_FAILURE (MySQL
-// 8.0.26+ calls it ER_REPLICA_SOURCE_COM_FAILURE, same number) with the
-// inner error's number in the message.
+// request) failed, with the inner error's number in the message ("…
+// failed: Lost connection … (Errno: 2013)").
 var sourceCommandFailure = map[int]bool{
-	1597: true,
+	1597:  true, // ER_SLAVE_MASTER_COM_FAILURE: MariaDB, MySQL 5.7
+	13120: true, // ER_REPLICA_SOURCE_COM_FAILURE: MySQL 8.0 (error-log range)
 }
 
 // errnoShutdown is ER_SERVER_SHUTDOWN, what a source answers commands with
@@ -196,6 +196,38 @@ const errnoLockWaitTimeout = 1205
 const errnoUnknownThread = 1094
 
 func killStatement(id uint64) string { return "KILL CONNECTION " + strconv.FormatUint(id, 10) }
+
+// The errors KILL answers when the account may not end that session:
+// ER_KILL_DENIED_ERROR when it lacks the privilege to end other accounts'
+// sessions, and, on MySQL 8.0.16+, ER_SPECIFIC_ACCESS_DENIED_ERROR too
+// when the session's account holds SYSTEM_USER and ours does not.
+const (
+	errnoKillDenied           = 1095
+	errnoSpecificAccessDenied = 1227
+)
+
+// killPrivileges names what the fence's account needs to end any client
+// session on this server.
+func killPrivileges(v Version) string {
+	switch {
+	case v.Flavor == MariaDB && v.AtLeast(10, 5, 2):
+		return "CONNECTION ADMIN"
+	case v.Flavor == MariaDB:
+		return "SUPER"
+	case v.AtLeast(8, 0, 16):
+		return "CONNECTION_ADMIN, and SYSTEM_USER to end sessions of accounts that hold SYSTEM_USER (root@localhost does)"
+	case v.AtLeast(8, 0, 0):
+		return "CONNECTION_ADMIN"
+	}
+	return "SUPER"
+}
+
+// ReadOnlyStopsEveryone reports whether, once read_only is on, no client
+// session can write, whatever its privileges: MySQL's super_read_only also
+// stops SUPER and SYSTEM_VARIABLES_ADMIN holders. MariaDB's read_only lets
+// READ_ONLY ADMIN (SUPER before 10.11) holders write, so a session that was
+// not ended may still write there.
+func ReadOnlyStopsEveryone(v Version) bool { return v.Flavor == MySQL && v.AtLeast(5, 7, 8) }
 
 // readOnlyStatements turns writes off (on=true) or on again. MySQL's
 // super_read_only=ON implies read_only=ON and also stops SUPER users;
@@ -310,4 +342,14 @@ func posWaitDone(valid bool, n int64) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("position wait returned unexpected %d", n)
+}
+
+// ApplierWorker reports whether a processlist row is a parallel
+// replication worker that the processlist names as such (MariaDB's
+// Slave_worker; MySQL's workers show as plain Connect threads).
+func ApplierWorker(t Thread) bool { return t.Command == "Slave_worker" }
+
+// IdleWorkerState reports whether a worker's state says it waits for work.
+func IdleWorkerState(s string) bool {
+	return s == "Waiting for work from SQL thread" || s == "Waiting for an event from Coordinator"
 }
