@@ -71,6 +71,15 @@ func (e *Engine) fenceServer(ctx context.Context, db *sql.DB, where string) (fen
 		return rep, fmt.Errorf("%s: %w", where, err)
 	}
 	spare.add(id)
+	// Replication threads running under an ordinary account are never
+	// client sessions: killing the applier would stop replication.
+	repl, err := ka.ReplicationThreads(ctx)
+	if err != nil {
+		e.Log.Warn("cannot list replication threads; an applier running as PRIVILEGE_CHECKS_USER may be taken for a client", "server", where, "err", err)
+	}
+	for id := range repl {
+		spare.add(id)
+	}
 
 	// Attempts repeat until read_only is confirmed after the kills: a
 	// promotion racing on that server may have opened writes meanwhile
@@ -99,7 +108,18 @@ func (e *Engine) fenceServer(ctx context.Context, db *sql.DB, where string) (fen
 		if err != nil {
 			return rep, fmt.Errorf("%s: reading position: %w", where, err)
 		}
-		if samePosition(v, prev, cur) || e.DryRun {
+		same := samePosition(v, prev, cur)
+		if !same && prev.Own == "" && cur.Own == "" && prev.Binlog != nil && cur.Binlog != nil {
+			// No GTIDs to tell own writes from the peer's transactions
+			// this node logs again (log_slave_updates): read what the
+			// binlog gained and look for this server's own events.
+			own, err := ka.OwnWritesBetween(ctx, cur.ServerID, *prev.Binlog, *cur.Binlog)
+			if err != nil {
+				e.Log.Warn("reading the binary log between two positions failed", "server", where, "err", err)
+			}
+			same = err == nil && !own
+		}
+		if same || e.DryRun {
 			rep.Position = cur
 			return rep, nil
 		}
@@ -295,7 +315,8 @@ func (e *Engine) peerFencer(t probe.Thread) bool {
 
 // samePosition compares what only this server's own writes move: its own
 // GTIDs when known (replicated events from the peer keep being logged with
-// log_slave_updates), else the binlog coordinates.
+// log_slave_updates), else the binlog coordinates (the caller then reads
+// what lies between them).
 func samePosition(v probe.Version, a, b probe.Position) bool {
 	if v.Flavor == probe.MariaDB || a.GTID != "" {
 		return a.Own == b.Own

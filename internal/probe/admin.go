@@ -464,3 +464,33 @@ func ParseBinlogEvents(cols []string, rows [][]*string) ([]BinlogEvent, error) {
 	}
 	return out, nil
 }
+
+// ReplicationThreads returns the processlist ids of this server's
+// replication threads where the processlist cannot tell them from client
+// sessions (see replicationThreadsQuery); nil where it can.
+func (a *Admin) ReplicationThreads(ctx context.Context) (map[uint64]bool, error) {
+	q := replicationThreadsQuery(a.V)
+	if q == "" {
+		return nil, nil
+	}
+	a.trace(q, true)
+	qctx, cancel := a.timeout(ctx, 0)
+	defer cancel()
+	rows, err := a.Q.QueryContext(qctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("listing replication threads: %w", err)
+	}
+	defer rows.Close()
+	ids := map[uint64]bool{}
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("listing replication threads: %w", err)
+		}
+		ids[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing replication threads: %w", err)
+	}
+	return ids, nil
+}

@@ -353,3 +353,18 @@ func ApplierWorker(t Thread) bool { return t.Command == "Slave_worker" }
 func IdleWorkerState(s string) bool {
 	return s == "Waiting for work from SQL thread" || s == "Waiting for an event from Coordinator"
 }
+
+// replicationThreadsQuery lists the processlist ids of the replication
+// threads, where the processlist alone cannot tell them from clients:
+// MySQL 8.0.18+ runs the applier (coordinator and workers) under the
+// channel's PRIVILEGE_CHECKS_USER account, shown as USER with Command
+// Query or Connect. "" where the processlist suffices (MariaDB: always
+// "system user").
+func replicationThreadsQuery(v Version) string {
+	if v.Flavor == MySQL && v.AtLeast(8, 0, 18) {
+		return "SELECT PROCESSLIST_ID FROM performance_schema.threads WHERE PROCESSLIST_ID IS NOT NULL AND NAME IN (" +
+			"'thread/sql/replica_io', 'thread/sql/replica_sql', 'thread/sql/replica_worker', " +
+			"'thread/sql/slave_io', 'thread/sql/slave_sql', 'thread/sql/slave_worker')"
+	}
+	return ""
+}

@@ -1,11 +1,8 @@
 package probe
 
 import (
-	"bufio"
 	"context"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -13,48 +10,12 @@ import (
 	"github.com/vipguard/vipguard/internal/mariadbtest"
 )
 
-// readVertical loads a result set recorded with the mysql client's \G
-// output: "Column: value" lines, NULL as nil, continuation lines appended.
+// readVertical loads a recorded result set from testdata.
 func readVertical(t *testing.T, name string) ([]string, [][]*string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", name))
+	cols, rows, err := mariadbtest.ReadVertical(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	keyRE := regexp.MustCompile(`^\s*([A-Za-z0-9_]+): ?(.*)$`)
-	var cols []string
-	var rows [][]*string
-	var cur []*string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "****") {
-			if cur != nil {
-				rows = append(rows, cur)
-			}
-			cur = []*string{}
-			continue
-		}
-		m := keyRE.FindStringSubmatch(line)
-		if m == nil {
-			last := cur[len(cur)-1]
-			v := *last + "\n" + line
-			cur[len(cur)-1] = &v
-			continue
-		}
-		if len(rows) == 0 {
-			cols = append(cols, m[1])
-		}
-		if m[2] == "NULL" {
-			cur = append(cur, nil)
-		} else {
-			v := m[2]
-			cur = append(cur, &v)
-		}
-	}
-	if cur != nil {
-		rows = append(rows, cur)
 	}
 	return cols, rows
 }
