@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -108,12 +109,16 @@ func (s *Server) serveFast(ctx context.Context, l *net.TCPListener) bool {
 	defer stop()
 	defer f.Close()
 	fc := newFastConn()
+	var busy atomic.Int64
+	s.trackBusy(&busy, true)
+	defer s.trackBusy(&busy, false)
 	var backoff time.Duration
 	for {
 		var nfd int
+		var sa syscall.Sockaddr
 		var aerr error
 		err := rc.Read(func(fd uintptr) bool {
-			nfd, _, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			nfd, sa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 			return aerr != syscall.EAGAIN
 		})
 		if err != nil {
@@ -123,7 +128,14 @@ func (s *Server) serveFast(ctx context.Context, l *net.TCPListener) bool {
 		switch aerr {
 		case nil:
 			backoff = 0
+			if !s.allowSockaddr(sa) {
+				s.allowMetrics.refused.Add(1)
+				syscall.Close(nfd)
+				continue
+			}
+			busy.Store(time.Now().UnixNano())
 			s.answerFast(fc, nfd)
+			busy.Store(0)
 			continue
 		case syscall.EINTR, syscall.ECONNABORTED:
 			continue

@@ -15,6 +15,10 @@ import (
 // change is a new inode: a stat (about a microsecond) on every check sees
 // "agentcheck maint on" at the very next check, without an inotify
 // goroutine that could miss events across a re-created directory.
+//
+// The stat does not follow symlinks and the read never blocks (see
+// state): whatever is planted in state_dir, a check is answered. The read
+// runs outside the lock, so a slow one delays its own check only.
 type Files struct {
 	dir     state.Dir
 	maint   watched[state.Maintenance]
@@ -54,22 +58,30 @@ type watched[T any] struct {
 func (w *watched[T]) get() (T, error) {
 	key, ok := statKey(w.path)
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !ok || !w.loaded || key != w.key {
-		// A stat error other than "not there" is not cached: read again.
-		w.val, w.err = w.load()
-		w.key, w.loaded = key, ok
+	if ok && w.loaded && key == w.key {
+		v, err := w.val, w.err
+		w.mu.Unlock()
+		return v, err
 	}
-	return w.val, w.err
+	load := w.load
+	w.mu.Unlock()
+	v, err := load()
+	// Stored with the key seen before the read: had the file changed in
+	// between, the next stat differs and reads it again. A stat error
+	// other than "not there" is not cached: read again next time.
+	w.mu.Lock()
+	w.val, w.err, w.key, w.loaded = v, err, key, ok
+	w.mu.Unlock()
+	return v, err
 }
 
-// statKey stats path with the bare system call: os.Stat's allocations
+// statKey lstats path with the bare system call: os.Lstat's allocations
 // would come with every check.
 func statKey(path string) (fileKey, bool) {
 	var st syscall.Stat_t
-	err := syscall.Stat(path, &st)
+	err := syscall.Lstat(path, &st)
 	for err == syscall.EINTR {
-		err = syscall.Stat(path, &st)
+		err = syscall.Lstat(path, &st)
 	}
 	switch {
 	case err == syscall.ENOENT || err == syscall.ENOTDIR:

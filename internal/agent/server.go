@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,10 +38,18 @@ type Server struct {
 	lastHandOffWarn atomic.Int64 // unix ns, see handOff
 	cfg             atomic.Pointer[config.Config]
 	pol             atomic.Pointer[Policy]
+	allow           atomic.Pointer[[]netip.Prefix]
+	allowMetrics    allowMetrics
 	sem             chan struct{}
 	wg              sync.WaitGroup
 	mu              sync.Mutex
 	conns           map[net.Conn]struct{}
+
+	// busy holds, per fast-path accept loop, since when it has been
+	// answering one connection (unix ns; 0 when waiting): see Answering.
+	busyMu   sync.Mutex
+	busy     map[*atomic.Int64]struct{}
+	selfBusy atomic.Bool
 }
 
 // NewServer builds a server (and its poller) for cfg. max_conns and the
@@ -47,7 +57,8 @@ type Server struct {
 // SetConfig.
 func NewServer(cfg *config.Config, log *slog.Logger) *Server {
 	s := &Server{Log: log, Metrics: &Metrics{},
-		sem: make(chan struct{}, cfg.Agent.MaxConns), conns: map[net.Conn]struct{}{}}
+		sem: make(chan struct{}, cfg.Agent.MaxConns), conns: map[net.Conn]struct{}{},
+		busy: map[*atomic.Int64]struct{}{}}
 	s.SetConfig(cfg)
 	s.Poller = &Poller{Config: s.Config, Log: log, Metrics: s.Metrics}
 	return s
@@ -56,8 +67,10 @@ func NewServer(cfg *config.Config, log *slog.Logger) *Server {
 // SetConfig switches to a new configuration (SIGHUP).
 func (s *Server) SetConfig(cfg *config.Config) {
 	pol := PolicyFrom(cfg)
+	allow := cfg.Agent.AllowList()
 	s.cfg.Store(cfg)
 	s.pol.Store(&pol)
+	s.allow.Store(&allow)
 	if f := s.files.Load(); f == nil || string(f.dir) != cfg.StateDir {
 		s.files.Store(NewFiles(cfg.StateDir))
 	}
@@ -118,7 +131,7 @@ func (s *Server) appendResponse(rb *respBuf, req Request) []byte {
 	case req.Status != 0:
 		status, rb.body = req.Status, appendErrorBody(rb.body[:0], req.Problem)
 	case req.Role == RoleMetrics:
-		status, ctype, rb.body = 200, prometheusType, s.Metrics.Write(s.Input(now), s.Policy())
+		status, ctype, rb.body = 200, prometheusType, s.allowMetrics.appendTo(s.Metrics.Write(s.Input(now), s.Policy()))
 	default:
 		a := s.Answer(req, now)
 		s.Metrics.countCheck(req.Kind, a)
@@ -154,6 +167,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			}
 		}
 		backoff = 0
+		if !s.allowConn(c) {
+			s.allowMetrics.refused.Add(1)
+			c.Close()
+			continue
+		}
 		s.spawn(c, func() { s.serveConn(c, nil) })
 	}
 }
@@ -234,6 +252,54 @@ func finish(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.CopyN(io.Discard, c, 4<<10)
+}
+
+// Answering is the self-check behind the systemd watchdog: checks are
+// being answered when no accept loop has spent longer than bound on one
+// connection, and a liveness answer, decided through the same code as a
+// client's (state files read, poll loop asked), comes within bound and
+// says up. A wedged responder must be restarted, not kept alive by pings.
+func (s *Server) Answering(bound time.Duration) error {
+	now := time.Now()
+	s.busyMu.Lock()
+	var stuck time.Duration
+	for b := range s.busy {
+		if at := b.Load(); at != 0 {
+			stuck = max(stuck, now.Sub(time.Unix(0, at)))
+		}
+	}
+	s.busyMu.Unlock()
+	if stuck > bound {
+		return fmt.Errorf("an accept loop has been answering one connection for %s", stuck.Round(time.Millisecond))
+	}
+	if !s.selfBusy.CompareAndSwap(false, true) {
+		return errors.New("the previous self-check has not returned")
+	}
+	done := make(chan Answer, 1)
+	go func() {
+		defer s.selfBusy.Store(false)
+		done <- s.Answer(Request{Kind: KindAgent, Role: RoleLiveness}, time.Now())
+	}()
+	select {
+	case a := <-done:
+		if a.Verdict != Up {
+			return fmt.Errorf("liveness answers %s: %s", a.Verdict, a.Reason)
+		}
+		return nil
+	case <-time.After(bound):
+		return fmt.Errorf("a liveness answer took longer than %s", bound)
+	}
+}
+
+// trackBusy registers an accept loop's busy clock for Answering.
+func (s *Server) trackBusy(b *atomic.Int64, add bool) {
+	s.busyMu.Lock()
+	defer s.busyMu.Unlock()
+	if add {
+		s.busy[b] = struct{}{}
+	} else {
+		delete(s.busy, b)
+	}
 }
 
 // Shutdown waits up to timeout for the connections being served, then
