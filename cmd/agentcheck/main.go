@@ -123,7 +123,8 @@ func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	var wd <-chan time.Time
-	if iv := systemd.WatchdogInterval(); iv > 0 {
+	iv := systemd.WatchdogInterval()
+	if iv > 0 {
 		t := time.NewTicker(iv)
 		defer t.Stop()
 		wd = t.C
@@ -133,19 +134,29 @@ func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 		select {
 		case <-hup:
 			reload(g, srv, log)
-		case now := <-wd:
-			// Ping only while our own loop turns: a wedged poller must let
-			// systemd restart us rather than answer stale state.
-			if srv.Poller.LoopAlive(now, srv.Policy().StaleAfter) {
-				_ = systemd.Watchdog()
+		case <-wd:
+			// Ping only while checks are answered and the poll loop
+			// turns (the liveness answer asks both): a wedged responder
+			// must let systemd restart us, not be kept alive.
+			if err := srv.Answering(iv / 2); err != nil {
+				log.Error("not answering checks; not pinging the watchdog", "err", err)
 			} else {
-				log.Error("poll loop stalled; not pinging the watchdog")
+				_ = systemd.Watchdog()
 			}
 		case <-ctx.Done():
 			_ = systemd.Stopping()
 			log.Info("stopping")
+			// Bounded: an accept loop wedged in a system call must not
+			// keep a stopping process alive.
+			bound := time.After(shutdownBound)
+		wait:
 			for range ls {
-				<-serveDone
+				select {
+				case <-serveDone:
+				case <-bound:
+					log.Error("an accept loop did not stop; exiting anyway")
+					break wait
+				}
 			}
 			srv.Shutdown(shutdownBound)
 			stopPoll()
@@ -235,19 +246,25 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 	st := srv.Poller.PollOnce(ctx)
 	in := srv.Input(time.Now())
 	fmt.Fprintf(stdout, "config:      %s\n", orDefault(cfg.Path()))
+	// What comes from state_dir or the server is escaped: it reaches a
+	// terminal (see cli.Printable).
+	p := cli.Printable
 	fmt.Fprintf(stdout, "%s\n", cli.DescribeMaintenance(in.Maintenance))
-	if o := in.Outcome; o != nil {
-		fmt.Fprintf(stdout, "notify:      %s %s, role %s, unfit=%v %s\n", o.Event, o.Phase, o.Role, o.Unfit, o.Reason)
-	} else if in.OutcomeErr != nil {
-		fmt.Fprintf(stdout, "notify:      unreadable outcome: %v\n", in.OutcomeErr)
+	if in.MaintErr != nil {
+		fmt.Fprintf(stdout, "             %s\n", p(in.MaintErr.Error()))
+	}
+	if in.OutcomeErr != nil {
+		fmt.Fprintf(stdout, "notify:      unreadable outcome: %s\n", p(in.OutcomeErr.Error()))
+	} else if o := in.Outcome; o != nil {
+		fmt.Fprintf(stdout, "notify:      %s %s, role %s, unfit=%v %s\n", p(o.Event), p(o.Phase), p(o.Role), o.Unfit, p(o.Reason))
 	} else {
 		fmt.Fprintf(stdout, "notify:      no outcome recorded on this node\n")
 	}
 	if st.Err != nil {
-		fmt.Fprintf(stdout, "mysql:       poll failed after %s: %v\n", st.Took.Round(time.Millisecond), st.Err)
+		fmt.Fprintf(stdout, "mysql:       poll failed after %s: %s\n", st.Took.Round(time.Millisecond), p(st.Err.Error()))
 	} else if s := st.Snapshot; s != nil {
 		fmt.Fprintf(stdout, "mysql:       %s server_id=%d read_only=%v, %d replication channel(s), polled in %s\n",
-			s.Version, s.ServerID, s.ReadOnly, len(s.Replicas), st.Took.Round(time.Millisecond))
+			p(s.Version.String()), s.ServerID, s.ReadOnly, len(s.Replicas), st.Took.Round(time.Millisecond))
 	}
 	fmt.Fprintln(stdout)
 	pol := srv.Policy()
@@ -262,7 +279,7 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 		{agent.RoleHealth, "health", "/health"},
 	} {
 		a := agent.Decide(pol, c.role, in, 0)
-		fmt.Fprintf(stdout, "%-10s agent %-9s http %-10s %d  %s\n", c.agent, trimLine(a), c.http, a.HTTPStatus(), a.Reason)
+		fmt.Fprintf(stdout, "%-10s agent %-9s http %-10s %d  %s\n", c.agent, trimLine(a), c.http, a.HTTPStatus(), p(a.Reason))
 	}
 	return nil
 }

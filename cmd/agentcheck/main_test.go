@@ -245,3 +245,102 @@ func TestMaintStatusAndExitCodes(t *testing.T) {
 		t.Fatalf("bad config: %d %q", code, errOut)
 	}
 }
+
+// A FIFO planted in state_dir must not wedge the daemon: checks, and
+// /liveness first, keep being answered, the watchdog keeps being pinged
+// because they are, status answers, and SIGTERM stops it.
+func TestStateFIFO(t *testing.T) {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	cfg, stateDir := writeConfig(t, fmt.Sprintf("listen = %q\nhttp_listen = \"\"", addr))
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"maintenance", "outcome.json"} {
+		if err := syscall.Mkfifo(filepath.Join(stateDir, name), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nsock, msgs := notifySocket(t)
+	cmd := exec.Command(bin, "-c", cfg, "serve")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+nsock, "WATCHDOG_USEC=400000")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	expectMsg(t, msgs, "READY=1", 5*time.Second)
+	for _, req := range []string{"liveness\n", "GET /liveness HTTP/1.0\r\n\r\n"} {
+		if r := ask(t, addr, req); !strings.HasPrefix(r, "up") && !strings.HasPrefix(r, "HTTP/1.1 200 OK") {
+			t.Fatalf("%q: %q", req, r)
+		}
+	}
+	if r := ask(t, addr, "writer\n"); !strings.HasPrefix(r, "down") {
+		t.Fatalf("writer: %q", r)
+	}
+	expectMsg(t, msgs, "WATCHDOG=1", 2*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := clitest.Run(t, ctx, "", bin, "-c", cfg, "status")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "maintenance: on") || !strings.Contains(r.Stdout, "is a FIFO") {
+		t.Fatalf("status: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(shutdownBound + 2*time.Second):
+		t.Fatalf("no exit after SIGTERM\n%s", stderr.String())
+	}
+}
+
+// -c naming a FIFO, a device or a huge file is a configuration error at
+// once, never a wait or a read without end.
+func TestConfigNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.toml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.toml")
+	f, _ := os.Create(big)
+	f.Truncate(100 << 20)
+	f.Close()
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "is a FIFO, not a regular file"},
+		{"/dev/zero", "is a character device, not a regular file"},
+		{big, "is larger than 1 MiB"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r := clitest.Run(t, ctx, "", bin, "-c", tc.path, "serve")
+		cancel()
+		if r.Code != 2 || !strings.HasPrefix(r.Stderr, "agentcheck: error: config ") || !strings.Contains(r.Stderr, tc.want) {
+			t.Errorf("-c %s: exit %d after %s, %q", tc.path, r.Code, r.Took, r.Stderr)
+		}
+	}
+}
+
+// Maintenance reasons: capped when given, escaped when shown.
+func TestMaintReason(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	_, errOut, code := runBin(t, "", "-c", cfg, "maint", "on", "--reason", strings.Repeat("x", 70000))
+	if code != 1 || !strings.Contains(errOut, "maintenance reason is 70000 bytes long; at most 1024") {
+		t.Fatalf("long reason: %d %q", code, errOut)
+	}
+	out, _, code := runBin(t, "", "-c", cfg, "maint", "on", "--reason", "swap\x1b[2J\rmaintenance: off")
+	if code != 0 || strings.ContainsAny(out, "\x1b\r") || !strings.Contains(out, `(swap\x1b[2J\x0dmaintenance: off)`) {
+		t.Fatalf("maint on: %d %q", code, out)
+	}
+	out, _, _ = runBin(t, "", "-c", cfg, "status")
+	if strings.ContainsAny(out, "\x1b\r") {
+		t.Fatalf("status shows control bytes: %q", out)
+	}
+}

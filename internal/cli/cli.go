@@ -11,7 +11,10 @@ import (
 	"os"
 	"os/user"
 	"runtime/debug"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/alecthomas/kong"
 
@@ -94,6 +97,11 @@ type MaintCmd struct {
 
 // Run performs the maintenance action and prints the resulting state.
 func (m *MaintCmd) Run(g *Globals, stdout io.Writer) error {
+	if m.Action == "on" {
+		if err := state.CheckReason(m.Reason); err != nil {
+			return err
+		}
+	}
 	cfg, err := g.Load()
 	if err != nil {
 		return err
@@ -127,12 +135,46 @@ func DescribeMaintenance(m state.Maintenance) string {
 		s += " since " + m.Since.UTC().Format(time.RFC3339)
 	}
 	if m.By != "" {
-		s += " by " + m.By
+		s += " by " + Printable(m.By)
 	}
 	if m.Reason != "" {
-		s += fmt.Sprintf(" (%s)", m.Reason)
+		s += fmt.Sprintf(" (%s)", Printable(m.Reason))
 	}
 	return s
+}
+
+// Printable escapes what a terminal would act on instead of showing:
+// control bytes (ESC sequences, carriage returns, newlines), invalid
+// UTF-8, and Unicode format characters (bidirectional overrides). Text
+// from files anyone with access to state_dir can write, or from the
+// server, goes through it before reaching a terminal.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x80 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func whoami() string {

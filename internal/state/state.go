@@ -78,8 +78,8 @@ func (d Dir) SetMaintenance(on bool, reason, by string) error {
 		}
 		return syncDir(string(d))
 	}
-	if len(reason) > MaxReason {
-		return fmt.Errorf("maintenance reason is %d bytes long; at most %d", len(reason), MaxReason)
+	if err := CheckReason(reason); err != nil {
+		return err
 	}
 	if len(by) > maxBy {
 		by = by[:maxBy]
@@ -90,6 +90,14 @@ func (d Dir) SetMaintenance(on bool, reason, by string) error {
 		return err
 	}
 	return d.writeAtomic(maintenanceFile, data)
+}
+
+// CheckReason refuses a maintenance reason longer than MaxReason.
+func CheckReason(reason string) error {
+	if len(reason) > MaxReason {
+		return fmt.Errorf("maintenance reason is %d bytes long; at most %d", len(reason), MaxReason)
+	}
+	return nil
 }
 
 // Outcome is what notify last did on this node.
