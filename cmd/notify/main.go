@@ -27,6 +27,7 @@ import (
 
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/fence"
+	"github.com/vipguard/vipguard/internal/safefile"
 	"github.com/vipguard/vipguard/internal/tcpreset"
 )
 
@@ -138,6 +139,11 @@ func resetDetached(configPath string, stderr io.Writer) func(context.Context, st
 }
 
 func handleOne(ctx context.Context, eng *fence.Engine, ev fence.Event) error {
+	if ev.Action() == fence.Ignore {
+		// Recording it would supersede a run in progress for nothing.
+		eng.Log.Warn("unknown keepalived state: changing nothing", "state", ev.State, "instance", ev.Name)
+		return nil
+	}
 	if !eng.Relevant(ev) {
 		eng.Log.Info("event for another instance: ignored", "instance", ev.Name, "want", eng.Cfg.Notify.Instance)
 		return nil
@@ -177,16 +183,17 @@ func exitCode(err error) int {
 
 // runFIFO serves keepalived's notify_fifo. The FIFO is opened read-write
 // so that keepalived closing and reopening it (reload) is no EOF.
+//
+// keepalived reuses a FIFO that exists, and every line in it is an order
+// (a MASTER line promotes): a FIFO another user owns or may write to, or a
+// symlink to one, is refused.
 func runFIFO(ctx context.Context, eng *fence.Engine, path string) error {
-	st, err := os.Stat(path)
+	f, err := safefile.OpenFIFO("fifo", path)
 	if err != nil {
-		return fmt.Errorf("fifo %q: %w", path, err)
-	}
-	if st.Mode()&os.ModeNamedPipe == 0 {
-		return fmt.Errorf("%q is not a FIFO", path)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
+		var se *safefile.Error
+		if errors.As(err, &se) {
+			return err
+		}
 		return fmt.Errorf("opening fifo %q: %w", path, err)
 	}
 	defer f.Close()

@@ -380,3 +380,87 @@ func TestIsDevNull(t *testing.T) {
 		t.Error("a regular file taken for /dev/null")
 	}
 }
+
+// offlineConfig is a configuration whose MySQL is absent: enough for what
+// notify decides before it connects.
+func offlineConfig(t *testing.T) (cfgPath, stateDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	stateDir = filepath.Join(dir, "state")
+	cfgPath = filepath.Join(dir, "vipguard.toml")
+	body := fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\n[notify]\ninstance = \"VI_1\"\n", stateDir, filepath.Join(dir, "none.sock"))
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, stateDir
+}
+
+// keepalived reuses a FIFO that exists: one that another user owns or may
+// write to would let them inject a MASTER line (a promotion). notify
+// refuses it at once and says how to fix it; nothing is read or recorded.
+func TestFIFORefusesUntrusted(t *testing.T) {
+	cfg, stateDir := offlineConfig(t)
+	dir := t.TempDir()
+	mkfifo := func(name string, mode uint32) string {
+		p := filepath.Join(dir, name)
+		if err := syscall.Mkfifo(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, os.FileMode(mode))
+		return p
+	}
+	own := mkfifo("own", 0o600)
+	link := filepath.Join(dir, "link")
+	os.Symlink(own, link)
+	regular := filepath.Join(dir, "regular")
+	os.WriteFile(regular, nil, 0o600)
+	cases := []struct{ name, path, want string }{
+		{"group writable", mkfifo("gw", 0o620), `(mode 0620); run: chmod go-w`},
+		{"others writable", mkfifo("ow", 0o622), `is writable by its group or others`},
+		{"symlink", link, `is a symbolic link, which is not followed; name the file it points to ("` + own + `")`},
+		{"regular file", regular, "is a regular file, not a FIFO"},
+	}
+	if os.Geteuid() == 0 {
+		foreign := mkfifo("foreign", 0o600)
+		os.Chown(foreign, 65534, 65534)
+		cases = append(cases, struct{ name, path, want string }{"foreign owner", foreign,
+			`fifo "` + foreign + `" is owned by uid 65534, not by the user running this (uid 0); run: chown 0`})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			// The attacker's line, written as soon as someone reads.
+			go func() {
+				for ctx.Err() == nil {
+					if w, err := os.OpenFile(tc.path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+						fmt.Fprintf(w, "INSTANCE \"VI_1\" MASTER 100\n")
+						w.Close()
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
+			r := notify(t, ctx, "-c", cfg, "fifo", tc.path)
+			if r.code != exitFailed || !strings.HasPrefix(r.stderr, "notify: error: fifo ") || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want %q", r.code, r.stderr, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(stateDir, "generation.json")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("an event was recorded: %v", err)
+			}
+		})
+	}
+}
+
+// An unknown keepalived state changes nothing, and is not recorded as the
+// newest event (which would supersede a run in progress).
+func TestUnknownStateNotRecorded(t *testing.T) {
+	cfg, stateDir := offlineConfig(t)
+	r := notify(t, context.Background(), "-c", cfg, "INSTANCE", "VI_1", "BOGUS", "100")
+	if r.code != exitOK || !strings.Contains(r.stderr, "unknown keepalived state") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if g, err := state.Dir(stateDir).Generation(); err != nil || g.N != 0 {
+		t.Fatalf("the unknown state was recorded: %+v %v", g, err)
+	}
+}

@@ -88,9 +88,10 @@ func (e *Engine) step(name string, attrs ...any) func(err error, more ...any) {
 }
 
 // Bump records ev as the newest event and returns its generation (0 in
-// dry-run, where nothing is written).
+// dry-run, where nothing is written). An event that asks nothing (an
+// unknown state) is not recorded: it would supersede a run in progress.
 func (e *Engine) Bump(ctx context.Context, ev Event) (uint64, error) {
-	if e.DryRun {
+	if e.DryRun || ev.Action() == Ignore {
 		return 0, nil
 	}
 	bctx, cancel := context.WithTimeout(ctx, 2*time.Second)
