@@ -149,7 +149,7 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 
 	// Killer: this goroutine.
 	roOn := false
-	var mustGo map[uint64]bool // client threads present when read_only took
+	var mustGo map[uint64]bool    // client threads present when read_only took
 	denied := map[uint64]string{} // sessions the server refused to kill
 	for {
 		if !roOn {

@@ -89,16 +89,3 @@ func gtidMissing(received, executed string) (string, error) {
 	}
 	return r.Missing(x), nil
 }
-
-// busyAppliers counts parallel-replication workers that are applying
-// something: the coordinator may have read the whole relay log while a
-// worker still applies a long transaction.
-func busyAppliers(threads []probe.Thread) int {
-	n := 0
-	for _, t := range threads {
-		if probe.ApplierWorker(t) && !probe.IdleWorkerState(t.State) {
-			n++
-		}
-	}
-	return n
-}

@@ -375,11 +375,10 @@ func (e *Engine) caughtUp(ctx context.Context, a *probe.Admin, selfID uint32, pe
 	if err != nil {
 		return false, "", err
 	}
-	threads, err := a.Processlist(ctx)
+	busy, err := a.BusyAppliers(ctx)
 	if err != nil {
 		return false, "", err
 	}
-	busy := busyAppliers(threads)
 	var notes []string
 	for _, r := range now {
 		prev := r

@@ -494,3 +494,25 @@ func (a *Admin) ReplicationThreads(ctx context.Context) (map[uint64]bool, error)
 	}
 	return ids, nil
 }
+
+// BusyAppliers counts parallel-replication workers still applying a
+// transaction: the coordinator may have read the whole relay log while a
+// worker still applies a long one.
+func (a *Admin) BusyAppliers(ctx context.Context) (int, error) {
+	if q := busyWorkersQuery(a.V); q != "" {
+		var n int
+		err := a.row(ctx, 0, q, nil, &n)
+		return n, err
+	}
+	threads, err := a.Processlist(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range threads {
+		if busyWorker(t) {
+			n++
+		}
+	}
+	return n, nil
+}

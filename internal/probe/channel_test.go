@@ -41,7 +41,9 @@ func TestChannelHealth(t *testing.T) {
 		{"binlog purged", with(func(r *Replica) { r.IORunning, r.IOErrno, r.IOError = IONo, 1236, "Got fatal error 1236" }), IOFailed, "stopped with error 1236: Got fatal error 1236"},
 		{"access denied while connecting", with(func(r *Replica) { r.IORunning, r.IOErrno = IOConnecting, 1045 }), IOFailed, "cannot log in"},
 		{"sql stopped", with(func(r *Replica) { r.SQLRunning = false }), SQLStopped, "SQL thread is stopped"},
-		{"sql error", with(func(r *Replica) { r.SQLRunning, r.SQLErrno, r.SQLError, r.Channel = false, 1062, "Duplicate\nentry", "c1" }), SQLStopped, `replication "c1" SQL thread stopped with error 1062: Duplicate entry`},
+		{"sql error", with(func(r *Replica) {
+			r.SQLRunning, r.SQLErrno, r.SQLError, r.Channel = false, 1062, "Duplicate\nentry", "c1"
+		}), SQLStopped, `replication "c1" SQL thread stopped with error 1062: Duplicate entry`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -344,14 +344,20 @@ func posWaitDone(valid bool, n int64) (bool, error) {
 	return false, fmt.Errorf("position wait returned unexpected %d", n)
 }
 
-// ApplierWorker reports whether a processlist row is a parallel
-// replication worker that the processlist names as such (MariaDB's
-// Slave_worker; MySQL's workers show as plain Connect threads).
-func ApplierWorker(t Thread) bool { return t.Command == "Slave_worker" }
+// busyWorkersQuery counts parallel-replication workers applying a
+// transaction where the processlist cannot tell (MySQL's workers show as
+// plain Connect threads); "" where it can (MariaDB's Slave_worker rows).
+func busyWorkersQuery(v Version) string {
+	if v.Flavor == MySQL && v.AtLeast(8, 0, 2) {
+		return "SELECT COUNT(*) FROM performance_schema.replication_applier_status_by_worker WHERE APPLYING_TRANSACTION <> ''"
+	}
+	return ""
+}
 
-// IdleWorkerState reports whether a worker's state says it waits for work.
-func IdleWorkerState(s string) bool {
-	return s == "Waiting for work from SQL thread" || s == "Waiting for an event from Coordinator"
+// busyWorker reports whether a processlist row is a MariaDB parallel
+// replication worker that is not waiting for work.
+func busyWorker(t Thread) bool {
+	return t.Command == "Slave_worker" && t.State != "Waiting for work from SQL thread"
 }
 
 // replicationThreadsQuery lists the processlist ids of the replication

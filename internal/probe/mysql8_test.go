@@ -67,7 +67,7 @@ func TestRecordedPrivilegeChecksUserApplier(t *testing.T) {
 	pcols, prows := readVertical(t, "mysql-8.0-processlist-privilege-checks-user.txt")
 	_, trows := readVertical(t, "mysql-8.0-performance-schema-replication-threads.txt")
 	a, _ := fakeAdmin(t, mysql8036, map[string]fakeResult{
-		processlistQuery:                   recorded(pcols, prows),
+		processlistQuery:                    recorded(pcols, prows),
 		"SELECT PROCESSLIST_ID FROM perfor": recorded([]string{"PROCESSLIST_ID"}, trows),
 	})
 	threads, err := a.Processlist(ctx)
@@ -131,5 +131,22 @@ func TestKillDeniedNamesPrivilege(t *testing.T) {
 		if !errors.Is(err, ErrKillDenied) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "not owner") {
 			t.Errorf("%s %d: %v", tc.v, tc.errno, err)
 		}
+	}
+}
+
+func TestBusyAppliers(t *testing.T) {
+	ctx := context.Background()
+	a, s := fakeAdmin(t, mysql8036, map[string]fakeResult{"SELECT COUNT(*) FROM performance_schema.replication_applier_status_by_worker": one(int64(2))})
+	if n, err := a.BusyAppliers(ctx); n != 2 || err != nil || len(s.seen) != 1 {
+		t.Fatalf("mysql 8: %d %v %q", n, err, s.seen)
+	}
+	a, _ = fakeAdmin(t, mariadb, map[string]fakeResult{processlistQuery: {cols: []string{"ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO"},
+		rows: [][]driver.Value{
+			{int64(3), "system user", "", "", "Slave_worker", int64(0), "Waiting for work from SQL thread", ""},
+			{int64(4), "system user", "", "", "Slave_worker", int64(9), "Update_rows_log_event::find_row(-1)", ""},
+			{int64(5), "system user", "", "", "Slave_SQL", int64(9), "Slave has read all relay log; waiting for more updates", ""},
+		}}})
+	if n, err := a.BusyAppliers(ctx); n != 1 || err != nil {
+		t.Fatalf("mariadb: %d %v", n, err)
 	}
 }
