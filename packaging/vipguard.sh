@@ -61,7 +61,11 @@ done
 case $cmd in
 maint) exec "$libexec/agentcheck" maint "$@" ;;
 status) exec "$libexec/agentcheck" status "$@" ;;
-check) exec "$libexec/mysqlcheck" check "$@" ;;
+check)
+	# Help and usage errors then say "vipguard check", as typed.
+	export VIPGUARD_AS=vipguard
+	exec "$libexec/mysqlcheck" check "$@"
+	;;
 version) exec "$libexec/agentcheck" --version ;;
 help)
 	usage

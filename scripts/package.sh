@@ -91,6 +91,37 @@ CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH $GO build -trimpath \
 
 cp "$conffile" "$stage/vipguard.toml"
 
+# The licence texts of everything linked into the binaries, as upstream
+# ships them, for the rpm's %license files (the deb's copyright file quotes
+# them): vipguard's LICENSE, and THIRD-PARTY-LICENSES with Go's and those of
+# each module "go version -m" lists.
+mkdir -p "$stage/licenses"
+cp LICENSE "$stage/licenses/LICENSE"
+third=$stage/licenses/THIRD-PARTY-LICENSES
+{
+	echo "The vipguard binaries are statically linked Go programs. They contain"
+	echo "the Go runtime and standard library and the Go modules below, each"
+	echo "under its own licence, quoted as its source ships it."
+	echo
+	echo "==== Go $($GO env GOVERSION) (runtime and standard library)"
+	echo
+	cat "$($GO env GOROOT)/LICENSE"
+} >"$third"
+for dep in $($GO version -m "$stage"/bin/* | awk '$1 == "dep" { print $2 "@" $3 }' | sort -u); do
+	dir=$($GO list -m -f '{{.Dir}}' "${dep%@*}")
+	found=""
+	for f in "$dir"/LICENSE* "$dir"/COPYING* "$dir"/NOTICE*; do
+		[ -f "$f" ] || continue
+		printf '\n==== %s (%s)\n\n' "$dep" "$(basename "$f")" >>"$third"
+		cat "$f" >>"$third"
+		found=1
+	done
+	if [ -z "$found" ]; then
+		echo "package: error: module $dep ships no LICENSE, COPYING or NOTICE file" >&2
+		exit 1
+	fi
+done
+
 # Man pages: generated ones need binaries that run here.
 date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
 if [ "$ARCH" = "$($GO env GOHOSTARCH)" ]; then

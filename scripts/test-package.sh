@@ -4,8 +4,12 @@
 #
 #   - builds deb and rpm (scripts/package.sh) twice: byte-identical
 #   - lintian: no errors (warnings and overrides are listed)
-#   - the .rpm's file list (rpm -qlp) against the expected set; the .rpm
+#   - the .rpm's file list (rpm -qlp) against the expected set; its licence
+#     tag, %license and %doc files, and Suggests; rpmlint clean (each
+#     accepted tag explained in packaging/rpmlint.toml); the .rpm
 #     installed, upgraded over an edited config and erased in a scratch root
+#   - licences: every module linked into the binaries (go version -m) is in
+#     the deb's copyright file and in the rpm's THIRD-PARTY-LICENSES
 #   - dpkg -i: paths, owners and modes (enable_script_security), the
 #     conffile, nothing enabled, unit files verified by systemd-analyze
 #   - the installed binaries from their installed paths: --version,
@@ -62,7 +66,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "test-package: error: must run as root (it installs the package)" >&2
 	exit 1
 fi
-for c in dpkg dpkg-deb rpm lintian mariadbd mariadb-install-db mariadb-admin mariadb curl socat \
+for c in dpkg dpkg-deb rpm rpm2cpio cpio rpmlint lintian mariadbd mariadb-install-db mariadb-admin mariadb curl socat \
 	unshare setpriv systemd-socket-activate systemd-analyze deb-systemd-helper systemctl go; do
 	command -v "$c" >/dev/null 2>&1 || {
 		echo "test-package: error: $c is missing (scripts/install-deps.sh installs it)" >&2
@@ -211,6 +215,9 @@ cat >"$tmp/rpm.expected" <<'EOF'
 /usr/share/doc/vipguard/examples/haproxy/haproxy.cfg
 /usr/share/doc/vipguard/examples/keepalived/keepalived.conf
 /usr/share/doc/vipguard/examples/vipguard.toml
+/usr/share/licenses/vipguard
+/usr/share/licenses/vipguard/LICENSE
+/usr/share/licenses/vipguard/THIRD-PARTY-LICENSES
 /usr/share/man/man8/vipguard-agentcheck.8.gz
 /usr/share/man/man8/vipguard-mysqlcheck.8.gz
 /usr/share/man/man8/vipguard-notify.8.gz
@@ -229,6 +236,52 @@ check "rpm: scriptlets present (%post, %preun, %postun)" sh -c \
 	"rpm -qp --scripts '$rpmf' | grep -q '^postinstall scriptlet' &&
 	 rpm -qp --scripts '$rpmf' | grep -q '^preuninstall scriptlet' &&
 	 rpm -qp --scripts '$rpmf' | grep -q '^postuninstall scriptlet'"
+
+check "rpm: License: Apache-2.0" sh -c "[ \"\$(rpm -qp --qf '%{LICENSE}' '$rpmf')\" = Apache-2.0 ]"
+check "rpm: %license files are LICENSE and THIRD-PARTY-LICENSES" sh -c \
+	"[ \"\$(rpm -qLp '$rpmf' | tr '\n' ' ')\" = '/usr/share/licenses/vipguard/LICENSE /usr/share/licenses/vipguard/THIRD-PARTY-LICENSES ' ]"
+check "rpm: every man page and file in /usr/share/doc is %doc" sh -c \
+	"rpm -qlp '$rpmf' | grep -E '^/usr/share/(man|doc)/.*[^/]\$' | sort >$tmp/docs.want &&
+	 rpm -qdp '$rpmf' | sort >$tmp/docs.got && cat $tmp/docs.got && [ -s $tmp/docs.got ] && diff $tmp/docs.want $tmp/docs.got"
+check "rpm: no Debian package names or '|' alternatives in Suggests/Recommends" sh -c \
+	"rpm -qp --suggests --recommends '$rpmf' | tee /dev/stderr | grep -Eq 'default-mysql|virtual-mysql|\|' && exit 1; exit 0"
+# nfpm writes the rpm payload with absolute paths, and rpmlint unpacks it
+# with "cpio -id": as root that writes into /. So rpmlint runs as nobody,
+# with a cpio that drops the leading "/".
+mkdir -p "$tmp/rpmlint/bin"
+printf '#!/bin/sh\nexec %s --no-absolute-filenames "$@"\n' "$(command -v cpio)" >"$tmp/rpmlint/bin/cpio"
+cp "$rpmf" packaging/rpmlint.toml "$tmp/rpmlint/"
+chmod 755 "$tmp/rpmlint/bin/cpio" && chmod -R a+rX "$tmp/rpmlint" && chmod a+x "$tmp"
+rpmlint_run() {
+	(cd "$tmp/rpmlint" && setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		env HOME="$tmp/rpmlint" PATH="$tmp/rpmlint/bin:/usr/bin:/bin" \
+		rpmlint -c rpmlint.toml "$(basename "$rpmf")") >"$tmp/rpmlint.out" 2>&1
+	grep -E '^vipguard[^ ]*: [EW]: ' "$tmp/rpmlint.out"
+	grep -q ' 0 errors, 0 warnings' "$tmp/rpmlint.out"
+}
+check "rpmlint: no errors or warnings beyond packaging/rpmlint.toml's explained filters" rpmlint_run
+
+echo "# licences"
+# The modules in the built binaries, from the deb's own payload.
+dpkg-deb -x "$deb" "$tmp/debroot"
+go version -m "$tmp"/debroot/usr/libexec/vipguard/* | awk '$1 == "dep" { print $2, $3 }' | sort -u >"$tmp/deps"
+check "the binaries link modules (go version -m lists them)" test -s "$tmp/deps"
+copyright=$tmp/debroot/usr/share/doc/vipguard/copyright
+check "deb: copyright is machine-readable (DEP-5)" sh -c \
+	"head -1 '$copyright' | grep -qx 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/'"
+check "deb: copyright names Go and every linked module (Files: stanza)" sh -c \
+	"grep -qx 'Files: go/\\*' '$copyright' || exit 1
+	 while read mod ver; do
+		grep -qx \"Files: \$(echo \$mod | sed 's,/v[0-9]*\$,,')/\\*\" '$copyright' || { echo \"missing: \$mod\"; exit 1; }
+	 done <$tmp/deps"
+rpm2cpio "$rpmf" | (mkdir -p "$tmp/rpmx" && cd "$tmp/rpmx" && cpio -id --no-absolute-filenames --quiet 2>/dev/null)
+check "rpm: THIRD-PARTY-LICENSES quotes Go's licence and every linked module's" sh -c \
+	"f=$tmp/rpmx/usr/share/licenses/vipguard/THIRD-PARTY-LICENSES
+	 grep -q '^==== Go go' \$f || exit 1
+	 while read mod ver; do
+		grep -q \"^==== \$mod@\$ver \" \$f || { echo \"missing: \$mod@\$ver\"; exit 1; }
+	 done <$tmp/deps"
+check "rpm: LICENSE is the Apache License 2.0" grep -q 'Apache License' "$tmp/rpmx/usr/share/licenses/vipguard/LICENSE"
 
 # The rpm's payload and %config(noreplace) for real, in a scratch root (no
 # scriptlets, no dependencies: this is not an RPM system).
@@ -337,6 +390,7 @@ check "conffile edited locally (socket, listen addresses)" grep -q "^socket = \"
 check "mysqlcheck (installed, default config): fit, exit 0" sh -c \
 	"/usr/libexec/vipguard/mysqlcheck >$tmp/mc.out 2>&1; rc=\$?; cat $tmp/mc.out; [ \$rc = 0 ] && grep -q '^mysqlcheck: fit' $tmp/mc.out"
 check "vipguard check: fit" sh -c "vipguard check | grep -q '^mysqlcheck: fit'"
+check "vipguard check --help names itself 'vipguard check'" sh -c "vipguard check --help | head -1 | grep -q '^Usage: vipguard check'"
 check "vipguard maint on --reason pkgtest" sh -c "vipguard maint on --reason pkgtest | grep -qi 'on'"
 check "mysqlcheck under maintenance: unfit, exit 1" sh -c \
 	"/usr/libexec/vipguard/mysqlcheck >$tmp/mc.out 2>&1; rc=\$?; cat $tmp/mc.out; [ \$rc = 1 ] && grep -q 'unfit' $tmp/mc.out"
