@@ -18,6 +18,7 @@ import (
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 // Status is a Nagios-style severity.
@@ -63,7 +64,7 @@ type Input struct {
 	OutcomeErr  error
 	// Timeout is the deadline the snapshot ran under, for the message.
 	Timeout time.Duration
-	// Witness is the witness probe's result (nil: none configured).
+	// Witness is the witness probe's result (nil: not asked).
 	Witness *Witness
 }
 
@@ -87,8 +88,23 @@ func Evaluate(c config.Check, in Input) Verdict {
 		// Cut off from the network: whatever mysqld says, holding the VIP
 		// here would keep a writer the clients cannot reach beside the
 		// one the peer is about to promote.
+		if w.Err != nil {
+			return verdict(Critical, "", "isolated or not, cannot tell: %v", w.Err)
+		}
 		return verdict(Critical, "", "isolated: no witness answered (%s)", strings.Join(w.Failures, "; "))
 	}
+	v := evaluateServer(c, in)
+	if in.Witness.Unguarded() && v.Fit {
+		// Fit, but a holder cut off with its link up would stay fit too:
+		// monitoring must hear about it.
+		v.Status = max(v.Status, Warning)
+		v.Reason += "; " + witness.NoWitnessWarning
+	}
+	return v
+}
+
+// evaluateServer is the verdict on the server's own state.
+func evaluateServer(c config.Check, in Input) Verdict {
 	if in.SnapshotErr != nil {
 		return errorVerdict(in.SnapshotErr, in.Timeout)
 	}
@@ -231,15 +247,15 @@ func Run(ctx context.Context, cfg *config.Config) Verdict {
 		return v
 	}
 	in.Outcome, in.OutcomeErr = dir.Outcome()
-	witness := make(chan *Witness, 1)
-	go func() { witness <- ProbeWitnesses(ctx, cfg.Check.Witnesses, cfg.Check.WitnessTimeout.Duration) }()
+	asked := make(chan *Witness, 1)
+	go func() { asked <- AskWitnesses(ctx, cfg) }()
 	if in.SnapshotErr == nil {
 		in.Snapshot, in.SnapshotErr = Snapshot(ctx, cfg)
 		if mc := classify(in.SnapshotErr, inspectSocket); mc != nil {
 			in.SnapshotErr = mc
 		}
 	}
-	in.Witness = <-witness
+	in.Witness = <-asked
 	v := Evaluate(cfg.Check, in)
 	v.Took = time.Since(start)
 	return v

@@ -16,6 +16,7 @@ import (
 	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -63,6 +64,10 @@ func TestEvaluateTable(t *testing.T) {
 		{"isolated writer", Input{Snapshot: &probe.Snapshot{}, Witness: &Witness{Failures: []string{"192.0.2.1:22: no answer within 300ms"}}}, Critical, "isolated: no witness answered (192.0.2.1:22: no answer within 300ms)"},
 		{"isolated standby", Input{Snapshot: standby(healthy), Witness: &Witness{Failures: []string{"a:1: x", "b:2: y"}}}, Critical, "(a:1: x; b:2: y)"},
 		{"witness reached", Input{Snapshot: &probe.Snapshot{}, Witness: &Witness{Reached: "192.0.2.1:22", Failures: []string{"b:2: y"}}}, OK, "writer"},
+		{"no witness at all: fit, but says so", Input{Snapshot: standby(healthy), Witness: &Witness{None: true}}, Warning, "replicating, lag 0s; no witness: this node cannot tell a dead peer"},
+		{"no witness on an unfit node: unfit reason first", Input{Snapshot: standby(), Witness: &Witness{None: true}}, Critical, "not replicating from any source"},
+		{"learned witnesses unreadable", Input{Snapshot: standby(healthy), Witness: &Witness{Err: errors.New("learned witnesses in /x unreadable")}}, Critical, "cannot tell: learned witnesses in /x unreadable"},
+		{"learned witness reached", Input{Snapshot: standby(healthy), Witness: &Witness{Source: witness.FromProxies, Reached: "192.0.2.20:9"}}, OK, "replicating"},
 		{"maintenance before isolation", Input{Maintenance: state.Maintenance{On: true}, Witness: &Witness{}}, Critical, "maintenance mode is on"},
 	}
 	for _, tc := range cases {

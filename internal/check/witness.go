@@ -3,23 +3,84 @@ package check
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
-// Witness is what the witness probe found: nil when no witness is
-// configured.
+// Witness is what the witness probe found: nil when nobody asked.
 type Witness struct {
+	// None: the node has no witness at all, so nothing was asked.
+	None bool
+	// Source says where the witnesses came from.
+	Source witness.Source
 	// Reached is the first witness that answered; "" when none did.
 	Reached string
 	// Failures says why the others did not answer, one per witness.
 	Failures []string
+	// Err is set when the learned witnesses could not be read: the node
+	// cannot tell whether it is cut off.
+	Err error
 }
 
-// Isolated reports whether witnesses were asked and none answered.
-func (w *Witness) Isolated() bool { return w != nil && w.Reached == "" }
+// Isolated reports whether witnesses were asked and none answered, or
+// could not be known.
+func (w *Witness) Isolated() bool {
+	return w != nil && (w.Err != nil || (!w.None && w.Reached == ""))
+}
+
+// Unguarded reports whether the node has no witness at all.
+func (w *Witness) Unguarded() bool { return w != nil && w.Err == nil && w.None }
+
+// Witnesses returns the node's witness set: the configured ones, else the
+// ones agentcheck learned from the proxies.
+func Witnesses(cfg *config.Config) (witness.Set, error) {
+	if len(cfg.Check.Witnesses) > 0 {
+		return witness.Select(cfg.Check.Witnesses, nil, 0), nil
+	}
+	learned, err := witness.Load(state.Dir(cfg.StateDir), witness.DefaultRules)
+	if err != nil {
+		return witness.Set{}, fmt.Errorf("learned witnesses in %s unreadable (delete the file; agentcheck learns them again): %w", cfg.StateDir, err)
+	}
+	return witness.Select(nil, learned, cfg.Check.LearnedWitnessPort), nil
+}
+
+// AskWitnesses finds the node's witnesses and asks them (see
+// ProbeWitnesses); it never returns nil.
+func AskWitnesses(ctx context.Context, cfg *config.Config) *Witness {
+	set, err := Witnesses(cfg)
+	if err != nil {
+		return &Witness{Err: err}
+	}
+	if set.Source == witness.None {
+		return &Witness{None: true}
+	}
+	w := ProbeWitnesses(ctx, set.Addrs, cfg.Check.WitnessTimeout.Duration)
+	w.Source = set.Source
+	return w
+}
+
+// Describe says in one line what the witnesses found, for logs and
+// reasons.
+func (w *Witness) Describe() string {
+	switch {
+	case w == nil:
+		return "witnesses not asked"
+	case w.Err != nil:
+		return w.Err.Error()
+	case w.None:
+		return witness.NoWitnessWarning
+	case w.Reached != "":
+		return fmt.Sprintf("%s witness %s answers", w.Source, w.Reached)
+	}
+	return fmt.Sprintf("no %s witness answered (%s)", w.Source, strings.Join(w.Failures, "; "))
+}
 
 // ProbeWitnesses connects to every address at once and returns when the
 // first answers, or when all have failed or timeout passed. A refused

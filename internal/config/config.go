@@ -145,6 +145,13 @@ type Check struct {
 	// WitnessTimeout bounds the connects to the witnesses, which run
 	// alongside the MySQL probe. Default 300ms; below timeout.
 	WitnessTimeout Duration `toml:"witness_timeout"`
+	// LearnedWitnessPort is the port asked on the witnesses learned while
+	// witnesses is empty: agentcheck learns the hosts whose HAProxy
+	// agent-checks it (the proxies), and they are asked on this port like
+	// configured witnesses. Pick a port nothing listens on and no
+	// firewall drops, so the proxy host answers with a reset. Default 9
+	// (discard).
+	LearnedWitnessPort int `toml:"learned_witness_port"`
 	// NagiosMaintenance is the status mysqlcheck --nagios reports while
 	// maintenance is on: "ok" (default) or "warning". Maintenance is
 	// planned, so it never pages as CRITICAL; keepalived still sees unfit.
@@ -321,6 +328,9 @@ func (c *Config) applyDefaults() {
 	if k.WarnLag.Duration == 0 {
 		k.WarnLag.Duration = 30 * time.Second
 	}
+	if k.LearnedWitnessPort == 0 {
+		k.LearnedWitnessPort = 9
+	}
 	if k.WitnessTimeout.Duration == 0 {
 		k.WitnessTimeout.Duration = 300 * time.Millisecond
 	}
@@ -471,6 +481,9 @@ func (c *Config) Validate() error {
 	positive("check.witness_timeout", c.Check.WitnessTimeout)
 	if c.Check.WitnessTimeout.Duration >= c.Check.Timeout.Duration {
 		bad("check.witness_timeout %q must be below check.timeout %q", c.Check.WitnessTimeout.String(), c.Check.Timeout.String())
+	}
+	if p := c.Check.LearnedWitnessPort; p < 1 || p > 65535 {
+		bad("check.learned_witness_port %d is not a port (1 to 65535)", p)
 	}
 	if len(c.Check.Witnesses) > maxWitnesses {
 		bad("check.witnesses lists %d addresses; at most %d", len(c.Check.Witnesses), maxWitnesses)

@@ -12,6 +12,7 @@ import (
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 // promoteAttempts bounds retries after the peer's fence killed our
@@ -40,8 +41,12 @@ func (e *Engine) promote(parent context.Context, ev Event, gen uint64) error {
 func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error {
 	n := e.Cfg.Notify
 	e.plan("plan for %s: fence the peer %s:%d (if reachable), wait until this node applied its final position (at most %s, policy %s), then read_only=OFF", ev, e.Cfg.Peer.Host, e.Cfg.Peer.Port, n.PromotionTimeout.Duration, n.Policy)
-	if w := e.Cfg.Check.Witnesses; len(w) > 0 {
-		e.plan("plan for %s: if the peer does not answer, go on only if a witness answers (%s)", ev, strings.Join(w, ", "))
+	if set, err := check.Witnesses(e.Cfg); err != nil {
+		e.plan("plan for %s: if the peer does not answer, refuse: %v", ev, err)
+	} else if len(set.Addrs) > 0 {
+		e.plan("plan for %s: if the peer does not answer, go on only if a %s witness answers (%s)", ev, set.Source, strings.Join(set.Addrs, ", "))
+	} else {
+		e.plan("plan for %s: if the peer does not answer, go on without a witness (%s)", ev, witness.NoWitnessWarning)
 	}
 	budget := n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + n.PeerTimeout.Duration + n.PromotionTimeout.Duration + 5*time.Second
 	ctx, cancel := context.WithTimeout(parent, budget)
@@ -129,13 +134,18 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		// Peer silent: dead, or this node is the one cut off. The
 		// witnesses tell which (mysqlcheck will also fail here, but the
 		// event that is running now must not open writes meanwhile).
-		if w := check.ProbeWitnesses(ctx, e.Cfg.Check.Witnesses, e.Cfg.Check.WitnessTimeout.Duration); w.Isolated() {
-			why := "neither the peer nor any witness answers: this node is the one cut off (" + strings.Join(w.Failures, "; ") + ")"
+		w := check.AskWitnesses(ctx, e.Cfg)
+		if w.Isolated() {
+			why := "neither the peer nor any witness answers: this node is the one cut off (" + w.Describe() + ")"
 			e.Log.Error("PROMOTION REFUSED: "+why, "peer_err", perr)
 			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true, Reason: why})
 			return end(fmt.Errorf("%w: %s", ErrRefused, why))
 		}
-		e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", perr)
+		if w.Unguarded() {
+			e.Log.Warn("PROMOTING WITHOUT A WITNESS: the peer does not answer and nothing outside the pair says whether it died or this node is cut off; if this node is the one cut off, the pair now has two writers",
+				"hint", witness.NoWitnessWarning)
+		}
+		e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", perr, "witness", w.Describe())
 	}
 
 	// 2. Catch-up gate.

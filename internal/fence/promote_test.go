@@ -3,6 +3,8 @@ package fence
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/nettest"
 	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 // lagging writes rows on the writer a while b applies them with a delay,
@@ -220,4 +223,35 @@ func TestPromoteFencesPeerAndWaitsThroughStall(t *testing.T) {
 	}
 	replicating(t, a.s)
 	replicating(t, b.s)
+}
+
+// The same with the shipped default (no witness configured): the proxies
+// agentcheck learned are the witnesses, and a node that reaches none of
+// them opens nothing.
+func TestPromoteRefusedWhenCutOffFromLearnedProxies(t *testing.T) {
+	_, b, _ := lagging(t, 0)
+	ctx := context.Background()
+	b.cfg.Notify.PeerTimeout.Duration = 500 * time.Millisecond
+	b.cfg.Notify.Policy = config.PolicyAvailability
+	silent, _ := nettest.Silent(t)
+	_, port, _ := net.SplitHostPort(silent)
+	b.cfg.Check.LearnedWitnessPort, _ = strconv.Atoi(port)
+	now := time.Now()
+	data, err := witness.Encode([]witness.Learned{{IP: netip.MustParseAddr("127.0.0.1"), FirstSeen: now.Add(-time.Minute), LastSeen: now, Asks: 60}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.dir().WriteLearnedWitnesses(data); err != nil {
+		t.Fatal(err)
+	}
+	err = b.event(ctx, "MASTER")
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("got %v, want ErrRefused", err)
+	}
+	if !b.readOnly(t) {
+		t.Fatal("a node cut off from the learned proxies opened writes")
+	}
+	if o := b.outcome(t); !o.Unfit || !strings.Contains(o.Reason, "no learned witness answered (127.0.0.1:"+port) {
+		t.Fatalf("outcome %+v", o)
+	}
 }

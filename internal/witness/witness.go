@@ -20,6 +20,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/state"
 )
 
 // Learned is one host that asked agentcheck.
@@ -229,3 +231,18 @@ func Select(configured []string, learned []netip.Addr, port int) Set {
 // NoWitnessWarning is what every binary says when a node has no witness.
 const NoWitnessWarning = "no witness: this node cannot tell a dead peer from being cut off itself " +
 	"(set [check] witnesses, or let HAProxy's agent-check reach agentcheck so the proxies are learned)"
+
+// Load reads the learned witnesses saved in a state directory: none when
+// nothing was saved yet. A file that cannot be read or understood is an
+// error; callers treat that as "witnesses unknown", never as "no witness".
+func Load(dir state.Dir, r Rules) ([]netip.Addr, error) {
+	data, err := dir.LearnedWitnesses()
+	if err != nil || data == nil {
+		return nil, err
+	}
+	all, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return Witnesses(r, all), nil
+}
