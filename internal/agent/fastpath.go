@@ -35,7 +35,8 @@ import (
 // The answer is rendered on the accept goroutine. It reads memory and
 // stats two files in state_dir, which must therefore be on a local disk
 // (the package's /var/lib/vipguard): on a hung filesystem every check on
-// the listener would wait.
+// the listener would wait, and the watchdog's self-check (Answering),
+// seeing the loop stuck, stops pinging so that systemd restarts us.
 const fastBufSize = 2048
 
 // deferAccept is how long the kernel holds a connection whose request has
