@@ -380,10 +380,10 @@ port = %d
 [vip]
 address = %q
 
-[check]
-# The proxy host, on a port where nothing listens (a reset is the answer):
-# a holder cut off from it is unfit (the partition fault).
-witnesses = ["%s:%d"]
+# No [check] witnesses: as shipped. agentcheck learns the proxy host from
+# HAProxy's agent-checks and mysqlcheck and notify ask it on port 9, where
+# nothing listens (a reset is the answer): a holder cut off from it is
+# unfit (the partition fault).
 
 [notify]
 instance = "VI_MYSQL"
@@ -395,7 +395,7 @@ listen = "%s:%d"
 http_listen = "%s:%d"
 interval = %q
 stale_after = %q
-`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, ProxyAddr, WitnessPort, np.Policy, np.PromotionTimeout.String(),
+`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, np.Policy, np.PromotionTimeout.String(),
 		n.Addr, AgentPort, n.Addr, AgentHTTPPort, AgentInterval.String(), AgentStaleAfter.String())
 	tmp := n.Config + ".tmp"
 	if err := os.WriteFile(tmp, []byte(toml), 0o644); err != nil {
@@ -519,15 +519,36 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 	if out, err := run(ctx, bin, "-c", "-f", l.Proxy.Config); err != nil {
 		return fmt.Errorf("haproxy rejects the example config: %w\n%s", err, out)
 	}
+	// db1 holds the VIP and was promoted: agentcheck makes it the writer.
+	return l.runHAProxy("db1")
+}
+
+// RestartHAProxy stops haproxy and starts it again, as a package upgrade
+// or a reload gone wrong would, and waits until it follows agentcheck
+// again with writer UP.
+func (l *Lab) RestartHAProxy(writer string) error {
+	if l.haprox != nil {
+		l.haprox.stop(5 * time.Second)
+	}
+	return l.runHAProxy(writer)
+}
+
+// runHAProxy starts haproxy on the written config and waits until it
+// follows agentcheck: writer UP in the writer backend, its peer DOWN.
+func (l *Lab) runHAProxy(writer string) error {
+	bin, err := lookPath("haproxy")
+	if err != nil {
+		return err
+	}
 	p, err := startProc("haproxy", append(l.Net.Wrap("proxy"), bin, "-db", "-f", l.Proxy.Config), l.Proxy.Log)
 	if err != nil {
 		return err
 	}
 	l.haprox = p
-	// db1 holds the VIP and was promoted: agentcheck makes it the writer.
+	other := l.Nodes[writer].Peer
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if st, err := l.HAProxyServers(); err == nil && st["mysql_writer/db1"] == "UP" && IsDown(st["mysql_writer/db2"]) {
+		if st, err := l.HAProxyServers(); err == nil && st["mysql_writer/"+writer] == "UP" && IsDown(st["mysql_writer/"+other]) {
 			return nil
 		}
 		if !p.running() {
@@ -536,7 +557,7 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	st, err := l.HAProxyServers()
-	return fmt.Errorf("haproxy writer backend not db1 UP, db2 DOWN within 15s (%v %v):\n%s", st, err, tailFile(l.Proxy.Log, 20))
+	return fmt.Errorf("haproxy writer backend not %s UP, %s DOWN within 15s (%v %v):\n%s", writer, other, st, err, tailFile(l.Proxy.Log, 20))
 }
 
 // tailFile returns the last n lines of a file.

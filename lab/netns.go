@@ -30,10 +30,6 @@ const (
 	ReaderPort = 3307
 	// AgentPort and AgentHTTPPort are agentcheck's listeners on each node
 	// (examples/haproxy agent-port, [agent] listen and http_listen).
-	// WitnessPort is the nodes' witness on the proxy host: nothing listens
-	// there, so the proxy answers a probe with a reset. (HAProxy's MySQL
-	// frontend would pass each probe on to MySQL as an aborted connection.)
-	WitnessPort   = 9
 	AgentPort     = 9201
 	AgentHTTPPort = 9200
 )

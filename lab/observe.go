@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 // Holder returns the node holding the VIP: "db1", "db2", "" for none, or
@@ -372,6 +375,12 @@ func (l *Lab) stableProblem(ctx context.Context) string {
 		if err := l.replicationHealthy(ctx, name); err != nil {
 			return err.Error()
 		}
+		// With the shipped config the proxy is the witness once
+		// agentcheck has learned it from HAProxy's agent-checks.
+		learned, err := witness.Load(state.Dir(l.Nodes[name].StateDir), witness.DefaultRules)
+		if err != nil || !slices.Contains(learned, netip.MustParseAddr(ProxyAddr)) {
+			return fmt.Sprintf("%s has not learned the proxy %s as its witness (%v %v)", name, ProxyAddr, learned, err)
+		}
 	}
 	if l.haprox != nil {
 		sv, err := l.HAProxyStat()
@@ -399,4 +408,14 @@ func (l *Lab) WaitStable(ctx context.Context, limit time.Duration) error {
 		}
 	}
 	return fmt.Errorf("lab not stable within %s: %s", limit, problem)
+}
+
+// stateOutcome describes a node's last notify transition, "none" before
+// the first.
+func (l *Lab) stateOutcome(name string) (string, error) {
+	o, err := state.Dir(l.Nodes[name].StateDir).Outcome()
+	if err != nil || o == nil {
+		return "none", err
+	}
+	return fmt.Sprintf("%s %s %s at %s", o.Event, o.Phase, o.Role, o.At.Format(time.RFC3339Nano)), nil
 }

@@ -22,13 +22,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/agent"
+	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/systemd"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 const prog = "agentcheck"
@@ -103,6 +106,8 @@ func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 	pctx, stopPoll := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})
 	go func() { defer close(pollDone); srv.Poller.Run(pctx) }()
+	// The proxies that agent-check this node become its witnesses.
+	go srv.Learn(ctx)
 
 	serveDone := make(chan struct{}, len(ls))
 	for _, l := range ls {
@@ -260,6 +265,7 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "notify:      no outcome recorded on this node\n")
 	}
+	fmt.Fprintf(stdout, "witnesses:   %s\n", p(describeWitnesses(cfg)))
 	if st.Err != nil {
 		fmt.Fprintf(stdout, "mysql:       poll failed after %s: %s\n", st.Took.Round(time.Millisecond), p(st.Err.Error()))
 	} else if s := st.Snapshot; s != nil {
@@ -282,6 +288,19 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%-10s agent %-9s http %-10s %d  %s\n", c.agent, trimLine(a), c.http, a.HTTPStatus(), p(a.Reason))
 	}
 	return nil
+}
+
+// describeWitnesses says which witnesses mysqlcheck and notify ask, or
+// that there are none.
+func describeWitnesses(cfg *config.Config) string {
+	set, err := check.Witnesses(cfg)
+	switch {
+	case err != nil:
+		return err.Error()
+	case len(set.Addrs) == 0:
+		return witness.NoWitnessWarning
+	}
+	return set.Source.String() + " " + strings.Join(set.Addrs, ", ")
 }
 
 // trimLine is the agent reply without its description.

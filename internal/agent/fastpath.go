@@ -135,7 +135,7 @@ func (s *Server) serveFast(ctx context.Context, l *net.TCPListener) bool {
 				continue
 			}
 			busy.Store(time.Now().UnixNano())
-			s.answerFast(fc, nfd)
+			s.answerFast(fc, nfd, sa)
 			busy.Store(0)
 			continue
 		case syscall.EINTR, syscall.ECONNABORTED:
@@ -154,7 +154,7 @@ func (s *Server) serveFast(ctx context.Context, l *net.TCPListener) bool {
 
 // answerFast serves one accepted descriptor, handing it to the general
 // path when it cannot finish at once.
-func (s *Server) answerFast(fc *fastConn, fd int) {
+func (s *Server) answerFast(fc *fastConn, fd int, sa syscall.Sockaddr) {
 	n, _, err := syscall.Recvfrom(fd, fc.buf[:], syscall.MSG_DONTWAIT)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:
@@ -191,6 +191,9 @@ func (s *Server) answerFast(fc *fastConn, fd int) {
 	case fc.br.Buffered() > 0 || len(fc.in.b) > 0:
 		s.handOff(fd, slowExtra, got, nil)
 		return
+	}
+	if req.Kind == KindAgent {
+		s.learnFromSockaddr(sa)
 	}
 	ans := s.appendResponse(&fc.rb, req)
 	send := sendAnswer

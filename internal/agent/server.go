@@ -40,10 +40,14 @@ type Server struct {
 	pol             atomic.Pointer[Policy]
 	allow           atomic.Pointer[[]netip.Prefix]
 	allowMetrics    allowMetrics
-	sem             chan struct{}
-	wg              sync.WaitGroup
-	mu              sync.Mutex
-	conns           map[net.Conn]struct{}
+	learn           atomic.Pointer[learner]
+	// learnLoopback lets loopback clients be learned as witnesses
+	// (tests: every client there is local).
+	learnLoopback bool
+	sem           chan struct{}
+	wg            sync.WaitGroup
+	mu            sync.Mutex
+	conns         map[net.Conn]struct{}
 
 	// busy holds, per fast-path accept loop, since when it has been
 	// answering one connection (unix ns; 0 when waiting): see Answering.
@@ -131,7 +135,7 @@ func (s *Server) appendResponse(rb *respBuf, req Request) []byte {
 	case req.Status != 0:
 		status, rb.body = req.Status, appendErrorBody(rb.body[:0], req.Problem)
 	case req.Role == RoleMetrics:
-		status, ctype, rb.body = 200, prometheusType, s.allowMetrics.appendTo(s.Metrics.Write(s.Input(now), s.Policy()))
+		status, ctype, rb.body = 200, prometheusType, s.appendLearnMetrics(s.allowMetrics.appendTo(s.Metrics.Write(s.Input(now), s.Policy())))
 	default:
 		a := s.Answer(req, now)
 		s.Metrics.countCheck(req.Kind, a)
@@ -220,6 +224,9 @@ func (s *Server) serveConn(c net.Conn, read []byte) {
 	_ = c.SetDeadline(time.Now().Add(timeout))
 	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(read), c), 512)
 	req, err := ReadRequest(br)
+	if err == nil && req.Kind == KindAgent {
+		s.learnFromConn(c)
+	}
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

@@ -65,7 +65,8 @@ type Book struct {
 }
 
 // NewBook starts a book from what was saved; exclude says which sources
-// are never witnesses (loopback, the node's own addresses, the peer).
+// are never witnesses (the caller's choice: loopback, the node's own
+// addresses, the peer).
 func NewBook(r Rules, saved []Learned, exclude func(netip.Addr) bool) *Book {
 	b := &Book{rules: r, exclude: exclude, hosts: map[netip.Addr]*Learned{}}
 	for _, l := range saved {
@@ -81,7 +82,7 @@ func NewBook(r Rules, saved []Learned, exclude func(netip.Addr) bool) *Book {
 }
 
 func (b *Book) excluded(ip netip.Addr) bool {
-	return ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() || (b.exclude != nil && b.exclude(ip))
+	return ip.IsUnspecified() || ip.IsMulticast() || (b.exclude != nil && b.exclude(ip))
 }
 
 // Observe records one ask from ip at now.

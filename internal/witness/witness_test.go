@@ -26,7 +26,7 @@ func qualified(b *Book, now time.Time) []string {
 
 func TestBookQualifies(t *testing.T) {
 	peer := netip.MustParseAddr("192.0.2.2")
-	b := NewBook(DefaultRules, nil, func(ip netip.Addr) bool { return ip == peer })
+	b := NewBook(DefaultRules, nil, func(ip netip.Addr) bool { return ip == peer || ip.IsLoopback() })
 	ask(b, "192.0.2.20", t0, 3, time.Second)         // a proxy: every second
 	ask(b, "192.0.2.30", t0, 1, 0)                   // a one-off connection
 	ask(b, "192.0.2.40", t0, 5, 10*time.Millisecond) // a burst, no span
