@@ -142,4 +142,3 @@ func outcomes(t *testing.T, l *Lab) string {
 	}
 	return s
 }
-
