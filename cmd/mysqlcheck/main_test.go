@@ -3,16 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/clitest"
-
 	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/internal/nettest"
+	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/witness"
 )
 
 // The CLI contract (exit codes, one-line messages) is tested on the built
@@ -33,6 +38,24 @@ func writeConfig(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// witnessed gives the node in stateDir a learned witness that answers (a
+// closed loopback port) and returns its port, for learned_witness_port:
+// without a witness a fit node is WARNING, not OK.
+func witnessed(t *testing.T, stateDir string) int {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(nettest.Refusing(t))
+	now := time.Now()
+	data, err := witness.Encode([]witness.Learned{{IP: netip.MustParseAddr("127.0.0.1"), FirstSeen: now.Add(-time.Minute), LastSeen: now, Asks: 60}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := state.Dir(stateDir).WriteLearnedWitnesses(data); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 func TestUsageAndConfigErrors(t *testing.T) {
@@ -58,7 +81,7 @@ func TestUsageAndConfigErrors(t *testing.T) {
 func TestVerdictsAndMaintenance(t *testing.T) {
 	s := mariadbtest.Start(t, mariadbtest.Options{ServerID: 3, ReadOnly: true})
 	dir := t.TempDir()
-	cfg := writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\nuser = \"root\"\n", dir, s.Socket))
+	cfg := writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\nuser = \"root\"\n[check]\nlearned_witness_port = %d\n", dir, s.Socket, witnessed(t, dir)))
 
 	// Read-only and replicating from no one: unfit.
 	r := runBin(t, "-c", cfg)

@@ -58,16 +58,19 @@ func parsePlugin(t *testing.T, out string, code int) (string, map[string][]strin
 func TestNagiosOutputGrammar(t *testing.T) {
 	s := mariadbtest.Start(t, mariadbtest.Options{ServerID: 5, ReadOnly: true})
 	dir := t.TempDir()
-	conf := func(extra string) string {
-		return writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\nuser = \"root\"\n%s", dir, s.Socket, extra))
+	port := witnessed(t, dir)
+	conf := func(check string) string {
+		return writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\nuser = \"root\"\n[check]\nlearned_witness_port = %d\n%s", dir, s.Socket, port, check))
 	}
-	plain, warnMaint := conf(""), conf("[check]\nnagios_maintenance = \"warning\"\n")
+	plain, warnMaint := conf(""), conf("nagios_maintenance = \"warning\"\n")
+	// The same node with nothing learned: no witness at all.
+	unguarded := writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\nuser = \"root\"\n", t.TempDir(), s.Socket))
 	notSocket := filepath.Join(dir, "file.sock")
 	if err := os.WriteFile(notSocket, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	wrongSocket := writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\n", dir, notSocket))
-	badValue := conf("[check]\nnagios_maintenance = \"critical\"\n")
+	badValue := conf("nagios_maintenance = \"critical\"\n")
 
 	type row struct {
 		name   string
@@ -80,6 +83,7 @@ func TestNagiosOutputGrammar(t *testing.T) {
 	for _, tc := range []row{
 		{"critical: read-only, no replication", "", []string{"-c", plain}, "CRITICAL", "not replicating", []string{"time"}},
 		{"ok: writer", "SET GLOBAL read_only=OFF", []string{"-c", plain}, "OK", "writer", []string{"time"}},
+		{"warning: no witness", "", []string{"-c", unguarded}, "WARNING", "no witness: this node cannot tell", []string{"time"}},
 		{"ok: maintenance by default", "", []string{"-c", plain, "maint", "on", "--reason", "disk | swap"}, "", "", nil},
 		{"ok: maintenance", "", []string{"-c", plain}, "OK", "maintenance mode is on", []string{"time"}},
 		{"warning: maintenance when configured", "", []string{"-c", warnMaint}, "WARNING", "disk / swap", []string{"time"}},
