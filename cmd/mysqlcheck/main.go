@@ -188,11 +188,11 @@ func run(ctx context.Context, c *cmdline, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if !v.Fit {
-		fmt.Fprintf(stderr, "%s: unfit: %s\n", prog, v.Reason)
+		fmt.Fprintf(stderr, "%s: unfit: %s\n", prog, cli.Printable(v.Reason))
 		return &errUnfit{v}
 	}
 	if !c.Quiet {
-		fmt.Fprintf(stdout, "%s: fit: %s\n", prog, v.Reason)
+		fmt.Fprintf(stdout, "%s: fit: %s\n", prog, cli.Printable(v.Reason))
 	}
 	return nil
 }

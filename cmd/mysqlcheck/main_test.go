@@ -145,3 +145,17 @@ func TestVerdictsAndMaintenance(t *testing.T) {
 		t.Fatalf("dead: %+v", r)
 	}
 }
+
+// A maintenance reason reaches keepalived's log and a terminal: control
+// bytes in it are escaped, never written raw.
+func TestReasonEscaped(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, fmt.Sprintf("state_dir = %q\n[mysql]\nsocket = %q\n", dir, filepath.Join(dir, "none.sock")))
+	if r := runBin(t, "-c", cfg, "maint", "on", "--reason", "red\x1b[31m alert\x07"); r.Code != 0 {
+		t.Fatalf("maint on: %+v", r)
+	}
+	r := runBin(t, "-c", cfg)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "maintenance mode is on") || strings.ContainsAny(r.Stderr, "\x1b\x07") {
+		t.Fatalf("check: %+v", r)
+	}
+}
