@@ -179,3 +179,68 @@ func TestCloseLocalOnlyRecorded(t *testing.T) {
 		t.Fatalf("the session opened after the recording was closed: %v", err)
 	}
 }
+
+// A recorded connection that ended before closeLocal runs must not take
+// the listener with it: the kernel, asked to destroy a 4-tuple that no
+// longer exists, would pick the socket listening on the local port —
+// mysqld's — which then fails every accept. Dual-stack listeners (whose
+// IPv4 clients are IPv6 sockets) are covered too.
+func TestCloseLocalSparesListener(t *testing.T) {
+	ns := newNetns(t,
+		[]string{"addr", "add", vip + "/32", "dev", "lo"},
+		[]string{"addr", "add", "192.0.2.20/32", "dev", "lo"},
+	)
+	for _, network := range []string{"tcp4", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			var l net.Listener
+			var conns []Conn
+			inNetns(t, ns, func() {
+				var err error
+				if l, err = net.Listen(network, ":3306"); err != nil {
+					t.Error(err)
+					return
+				}
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.20")}, Timeout: 2 * time.Second}
+				c, err := d.Dial("tcp4", vip+":3306")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				s, err := l.Accept()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				conns = append(conns, Conn{Local: s.LocalAddr().(*net.TCPAddr).AddrPort(), Remote: s.RemoteAddr().(*net.TCPAddr).AddrPort(), State: 1})
+				// The session ends before the reset gets to it.
+				c.Close()
+				s.Close()
+			})
+			if t.Failed() {
+				return
+			}
+			defer l.Close()
+			conns[0].Local = netip.AddrPortFrom(conns[0].Local.Addr().Unmap(), conns[0].Local.Port())
+			var err error
+			inNetns(t, ns, func() { err = closeLocal(conns, slog.New(slog.NewTextHandler(io.Discard, nil))) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			inNetns(t, ns, func() {
+				c, err := net.DialTimeout("tcp4", vip+":3306", 2*time.Second)
+				if err != nil {
+					t.Errorf("dial after closeLocal: %v", err)
+					return
+				}
+				defer c.Close()
+				l.(*net.TCPListener).SetDeadline(time.Now().Add(2 * time.Second))
+				s, err := l.Accept()
+				if err != nil {
+					t.Errorf("the listener no longer accepts after closeLocal: %v", err)
+					return
+				}
+				s.Close()
+			})
+		})
+	}
+}

@@ -15,9 +15,8 @@ const netlinkTimeout = time.Second
 
 // Constants the syscall package lacks (linux/sock_diag.h, inet_diag.h).
 const (
-	netlinkSockDiag  = 4  // NETLINK_SOCK_DIAG
-	sockDestroy      = 21 // SOCK_DESTROY
-	inetDiagNoCookie = ^uint32(0)
+	netlinkSockDiag = 4  // NETLINK_SOCK_DIAG
+	sockDestroy     = 21 // SOCK_DESTROY
 )
 
 // kernelSaysLocal asks the kernel to route addr, as "ip route get" does: the
@@ -52,26 +51,26 @@ func kernelSaysLocal(addr netip.Addr) (bool, error) {
 // destroySocket closes the local TCP socket with exactly this 4-tuple
 // (SOCK_DESTROY, what "ss -K" does, without a filter that could match
 // more). A socket that is already gone is not an error.
+//
+// The kernel finds the socket to destroy the way it routes a packet: the
+// connection with that 4-tuple, or, when there is none any more, the
+// socket listening on the local port — mysqld's listener, whose
+// destruction would leave mysqld spinning on a dead socket. So the
+// connection is first looked up in a dump of connections (listeners are
+// not in it) and destroyed by the identity the dump gave, cookie included,
+// which no other socket has.
 func destroySocket(c Conn) error {
-	family := uint8(syscall.AF_INET)
-	if !c.Local.Addr().Is4() {
-		family = syscall.AF_INET6
+	id, family, found, err := findConn(c)
+	if err != nil {
+		return fmt.Errorf("finding %s -> %s: %w", c.Local, c.Remote, err)
 	}
-	// inet_diag_req_v2: family, protocol, ext, pad, states, then the
-	// inet_diag_sockid: ports and addresses in network order, interface,
-	// cookie.
-	req := make([]byte, 0, 56)
-	req = append(req, family, syscall.IPPROTO_TCP, 0, 0)
-	req = binary.NativeEndian.AppendUint32(req, ^uint32(0))
-	req = binary.BigEndian.AppendUint16(req, c.Local.Port())
-	req = binary.BigEndian.AppendUint16(req, c.Remote.Port())
-	req = appendAddr16(req, c.Local.Addr())
-	req = appendAddr16(req, c.Remote.Addr())
-	req = binary.NativeEndian.AppendUint32(req, 0)
-	req = binary.NativeEndian.AppendUint32(req, inetDiagNoCookie)
-	req = binary.NativeEndian.AppendUint32(req, inetDiagNoCookie)
-	_, err := netlinkRequest(netlinkSockDiag, sockDestroy, syscall.NLM_F_REQUEST|syscall.NLM_F_ACK, req)
-	if errors.Is(err, syscall.ENOENT) {
+	if !found {
+		return nil
+	}
+	req := append(diagRequest(family, staleStateMask()), id...)
+	_, err = netlinkRequest(netlinkSockDiag, sockDestroy, syscall.NLM_F_REQUEST|syscall.NLM_F_ACK, req)
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESTALE) {
+		// Gone meanwhile; its port may have a new owner, untouched.
 		return nil
 	}
 	if err != nil {
@@ -80,12 +79,68 @@ func destroySocket(c Conn) error {
 	return nil
 }
 
-// appendAddr16 appends a as the 16-byte address field of inet_diag_sockid
-// (an IPv4 address in its first four bytes).
-func appendAddr16(b []byte, a netip.Addr) []byte {
-	var f [16]byte
-	copy(f[:], a.AsSlice())
-	return append(b, f[:]...)
+// diagRequest starts an inet_diag_req_v2: family, protocol, ext, pad, the
+// state bitmask; the inet_diag_sockid follows.
+func diagRequest(family uint8, states uint32) []byte {
+	req := make([]byte, 0, 56)
+	req = append(req, family, syscall.IPPROTO_TCP, 0, 0)
+	return binary.NativeEndian.AppendUint32(req, states)
+}
+
+// staleStateMask is staleStates as the kernel's state bitmask.
+func staleStateMask() uint32 {
+	var m uint32
+	for st := range staleStates {
+		m |= 1 << st
+	}
+	return m
+}
+
+// Sizes and offsets of the kernel's inet_diag structures: an
+// inet_diag_sockid (ports, addresses, interface, cookie) is 48 bytes and
+// sits at offset 4 of an inet_diag_msg (family, state, timer, retrans,
+// sockid, expires, rqueue, wqueue, uid, inode).
+const (
+	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	sockIDLen        = 48
+	inetDiagMsgLen   = 72
+)
+
+// findConn dumps the connections in staleStates, IPv4 and IPv6 (a dual-
+// stack listener's IPv4 clients are IPv6 sockets), and returns the
+// inet_diag_sockid and family of the one with c's 4-tuple.
+func findConn(c Conn) (id []byte, family uint8, found bool, err error) {
+	for _, fam := range []uint8{syscall.AF_INET, syscall.AF_INET6} {
+		req := append(diagRequest(fam, staleStateMask()), make([]byte, sockIDLen)...)
+		msgs, err := netlinkRequest(netlinkSockDiag, sockDiagByFamily, syscall.NLM_F_REQUEST|syscall.NLM_F_DUMP, req)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		for _, m := range msgs {
+			local, remote, ok := parseDiagMsg(m.Data)
+			if ok && local == c.Local && remote == c.Remote {
+				return m.Data[4 : 4+sockIDLen], m.Data[0], true, nil
+			}
+		}
+	}
+	return nil, 0, false, nil
+}
+
+// parseDiagMsg reads the 4-tuple of one inet_diag_msg, IPv4-mapped
+// addresses unmapped.
+func parseDiagMsg(d []byte) (local, remote netip.AddrPort, ok bool) {
+	if len(d) < inetDiagMsgLen {
+		return local, remote, false
+	}
+	addr := func(b []byte) netip.Addr {
+		if d[0] == syscall.AF_INET {
+			return netip.AddrFrom4([4]byte(b[:4]))
+		}
+		return netip.AddrFrom16([16]byte(b[:16])).Unmap()
+	}
+	local = netip.AddrPortFrom(addr(d[8:24]), binary.BigEndian.Uint16(d[4:6]))
+	remote = netip.AddrPortFrom(addr(d[24:40]), binary.BigEndian.Uint16(d[6:8]))
+	return local, remote, true
 }
 
 // netlinkRequest sends one request and returns the kernel's answer, up to
@@ -112,8 +167,10 @@ func netlinkRequest(proto int, typ, flags uint16, body []byte) ([]syscall.Netlin
 	if err := syscall.Sendto(fd, msg, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("netlink send: %w", err)
 	}
-	buf := make([]byte, 16384)
+	var out []syscall.NetlinkMessage
 	for {
+		// A new buffer each time: the messages kept point into it.
+		buf := make([]byte, 32<<10)
 		n, _, err := syscall.Recvfrom(fd, buf, 0)
 		if err != nil {
 			return nil, fmt.Errorf("netlink receive: %w", err)
@@ -122,10 +179,12 @@ func netlinkRequest(proto int, typ, flags uint16, body []byte) ([]syscall.Netlin
 		if err != nil {
 			return nil, fmt.Errorf("netlink answer: %w", err)
 		}
-		var out []syscall.NetlinkMessage
 		for _, m := range msgs {
 			if m.Header.Seq != seq {
 				continue
+			}
+			if m.Header.Type == syscall.NLMSG_DONE {
+				return out, nil
 			}
 			if m.Header.Type == syscall.NLMSG_ERROR {
 				if len(m.Data) < 4 {
@@ -138,7 +197,7 @@ func netlinkRequest(proto int, typ, flags uint16, body []byte) ([]syscall.Netlin
 			}
 			out = append(out, m)
 		}
-		if len(out) > 0 && flags&syscall.NLM_F_ACK == 0 {
+		if len(out) > 0 && flags&(syscall.NLM_F_ACK|syscall.NLM_F_DUMP) == 0 {
 			return out, nil
 		}
 	}
