@@ -34,9 +34,11 @@ func outcome(l *Lab, name string) string {
 		return fmt.Sprintf("<%v>", err)
 	}
 	b, _ := json.Marshal(struct {
-		Event, Phase, Role string
-		Unfit              bool
-		Reason             string
+		Event  string
+		Phase  state.Phase
+		Role   state.Role
+		Unfit  bool
+		Reason string
 	}{o.Event, o.Phase, o.Role, o.Unfit, o.Reason})
 	return string(b)
 }

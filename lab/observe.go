@@ -363,7 +363,7 @@ func (l *Lab) stableProblem(ctx context.Context) string {
 	// replication under a scenario that has just stopped it.
 	for name, want := range map[string][2]string{h: {"MASTER", "writer"}, o: {"BACKUP", "standby"}} {
 		out, err := state.Dir(l.Nodes[name].StateDir).Outcome()
-		if err != nil || out == nil || out.Event != want[0] || out.Phase != "done" || out.Role != want[1] {
+		if err != nil || out == nil || out.Event != want[0] || out.Phase != state.PhaseDone || string(out.Role) != want[1] {
 			got := "none"
 			if out != nil {
 				got = fmt.Sprintf("%s %s role %s", out.Event, out.Phase, out.Role)

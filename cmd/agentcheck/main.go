@@ -261,7 +261,7 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 	if in.OutcomeErr != nil {
 		fmt.Fprintf(stdout, "notify:      unreadable outcome: %s\n", p(in.OutcomeErr.Error()))
 	} else if o := in.Outcome; o != nil {
-		fmt.Fprintf(stdout, "notify:      %s %s, role %s, unfit=%v %s\n", p(o.Event), p(o.Phase), p(o.Role), o.Unfit, p(o.Reason))
+		fmt.Fprintf(stdout, "notify:      %s %s, role %s, unfit=%v %s\n", p(o.Event), p(string(o.Phase)), p(string(o.Role)), o.Unfit, p(o.Reason))
 	} else {
 		fmt.Fprintf(stdout, "notify:      no outcome recorded on this node\n")
 	}

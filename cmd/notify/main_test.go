@@ -264,7 +264,7 @@ func TestFIFO(t *testing.T) {
 	defer w.Close()
 	fmt.Fprintf(w, "INSTANCE \"OTHER\" BACKUP 50\nVS \"10.0.0.1:80\" UP\nINSTANCE \"VI_1\" FAULT 100\n")
 	dir := state.Dir(stateDir)
-	waitOutcome := func(event, phase string) *state.Outcome {
+	waitOutcome := func(event string, phase state.Phase) *state.Outcome {
 		t.Helper()
 		for i := 0; i < 300; i++ {
 			if o, _ := dir.Outcome(); o != nil && o.Event == event && o.Phase == phase {

@@ -219,7 +219,7 @@ func decideRole(p Policy, role Role, s *probe.Snapshot, cin check.Input, maxLag 
 			return down("read_only=OFF but notify has not promoted this node")
 		case o.Unfit:
 			return down("notify marked this node unfit after %s: %s", o.Event, o.Reason)
-		case o.Role != "writer" || o.Phase != "done":
+		case !o.Promoted():
 			return down("read_only=OFF but notify's last outcome is %s %s (role %q), not a completed promotion", o.Event, o.Phase, o.Role)
 		}
 		a.Verdict, a.Weight = Up, 100

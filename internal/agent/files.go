@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"path/filepath"
 	"sync"
 	"syscall"
 
@@ -30,7 +29,7 @@ func NewFiles(dir string) *Files {
 	d := state.Dir(dir)
 	f := &Files{dir: d}
 	f.maint = watched[state.Maintenance]{path: d.MaintenancePath(), load: d.Maintenance}
-	f.outcome = watched[*state.Outcome]{path: filepath.Join(dir, "outcome.json"), load: d.Outcome}
+	f.outcome = watched[*state.Outcome]{path: d.OutcomePath(), load: d.Outcome}
 	return f
 }
 

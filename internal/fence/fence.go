@@ -440,7 +440,7 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 		e.Log.Warn("run lock busy; fencing without it (read_only=ON is always safe)")
 	}
 	defer l.Unlock()
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "running", Role: "standby"})
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseRunning, Role: state.RoleStandby})
 
 	db, err := open(e.localTarget())
 	if err != nil {
@@ -474,11 +474,11 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 		// was, writable. Keep trying, without the run lock, for as long as
 		// this is the newest event, so read_only lands the moment it
 		// answers rather than at keepalived's next transition.
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby",
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby,
 			Reason: "fence failed, retrying until the server answers: " + err.Error()})
 		l.Unlock()
 		if late, lerr := e.fenceWhenBack(parent, gen, db); lerr == nil {
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "done", Role: "standby",
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseDone, Role: state.RoleStandby,
 				FinalPosition: late.Position.String(), Position: toState(late.Position),
 				Reason: "fenced late: the server did not answer at first; replication is verified by the next event"})
 			all(nil, "late", true)
@@ -487,7 +487,7 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	}
 	if err != nil {
 		// A server reached but not fenced must not look fit.
-		o := state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: "fence failed: " + err.Error()}
+		o := state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "fence failed: " + err.Error()}
 		o.Unfit = rep.Version.Flavor != 0
 		e.writeOutcome(gen, o)
 		all(err)
@@ -495,7 +495,7 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	}
 	pos := rep.Position
 	// Recorded at once: keepalived may SIGKILL a STOP run any moment now.
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "running", Role: "standby",
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseRunning, Role: state.RoleStandby,
 		FinalPosition: pos.String(), Position: toState(pos)})
 
 	if vip := e.Cfg.VIP.Address; vip != "" && *n.ResetClients && e.ResetClients != nil {
@@ -531,11 +531,11 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 			e.Log.Error("NOT REPLICATING: this node is marked unfit for promotion", "reason", why)
 		}
 	}
-	phase := "done"
+	phase := state.PhaseDone
 	if unfit {
-		phase = "failed"
+		phase = state.PhaseFailed
 	}
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: phase, Role: "standby", Unfit: unfit,
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: phase, Role: state.RoleStandby, Unfit: unfit,
 		Reason: why, FinalPosition: pos.String(), Position: toState(pos)})
 	all(nil, "position", pos, "unfit", unfit)
 	if unfit {

@@ -64,7 +64,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		}
 		if parent.Err() != nil {
 			e.leaveReadOnly()
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby",
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby,
 				Reason: "promotion interrupted by a signal; left read-only"})
 			all(ErrInterrupted)
 			return fmt.Errorf("%w: left read-only", ErrInterrupted)
@@ -78,7 +78,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		return end(err)
 	}
 	defer l.Unlock()
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "running", Role: "standby"})
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseRunning, Role: state.RoleStandby})
 
 	if m, err := e.dir().Maintenance(); err != nil || m.On {
 		why := "maintenance mode is on: not opening writes"
@@ -86,7 +86,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 			why = fmt.Sprintf("maintenance flag unreadable (%v): not opening writes", err)
 		}
 		e.Log.Warn(why)
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: why})
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: why})
 		return end(fmt.Errorf("%w: %s", ErrRefused, why))
 	}
 
@@ -97,7 +97,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Reason: "local server unreachable"})
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "local server unreachable"})
 		return end(fmt.Errorf("connecting to local server: %w", err))
 	}
 	defer conn.Close()
@@ -112,7 +112,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	preempted := func(err error) error {
 		e.Log.Warn("promotion connection killed: the peer is fencing this node; staying read-only", "err", err)
 		e.leaveReadOnly()
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby",
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby,
 			Reason: "promotion preempted: the peer fenced this node"})
 		return end(fmt.Errorf("%w: %w", ErrPreempted, err))
 	}
@@ -127,7 +127,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		// worse than none, whatever the policy.
 		why := "peer answers but could not be fenced: " + perr.Error()
 		e.Log.Error("PROMOTION REFUSED: "+why, "peer", e.Cfg.Peer.Host)
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true, Reason: why})
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true, Reason: why})
 		return end(fmt.Errorf("%w: %s", ErrRefused, why))
 	}
 	if perr != nil {
@@ -138,7 +138,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		if w.Isolated() {
 			why := "neither the peer nor any witness answers: this node is the one cut off (" + w.Describe() + ")"
 			e.Log.Error("PROMOTION REFUSED: "+why, "peer_err", perr)
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true, Reason: why})
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true, Reason: why})
 			return end(fmt.Errorf("%w: %s", ErrRefused, why))
 		}
 		if w.Unguarded() {
@@ -166,7 +166,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	if !met {
 		if n.Policy == config.PolicyReliability {
 			e.Log.Error("PROMOTION REFUSED: this node has not applied everything the old writer wrote; staying read-only and unfit (reliability first)", "why", why)
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true,
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true,
 				Reason: "promotion gate not met: " + why})
 			return end(fmt.Errorf("%w: %s", ErrGateNotMet, why))
 		}
@@ -205,7 +205,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	if err != nil {
 		// Never leave a half-open node: close again what may have opened.
 		e.leaveReadOnly()
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "failed", Role: "standby", Unfit: true,
+		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true,
 			Reason: "opening writes failed: " + err.Error()})
 		return end(fmt.Errorf("opening writes: %w", err))
 	}
@@ -217,7 +217,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	if !met {
 		reason = "writes opened without catch-up (availability first): " + why
 	}
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: "done", Role: "writer", Reason: reason})
+	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseDone, Role: state.RoleWriter, Reason: reason})
 	all(nil, "caught_up", met)
 	return nil
 }

@@ -48,6 +48,9 @@ type Maintenance struct {
 // MaintenancePath is the flag file; its presence means maintenance is on.
 func (d Dir) MaintenancePath() string { return filepath.Join(string(d), maintenanceFile) }
 
+// OutcomePath is the file notify records its last outcome in.
+func (d Dir) OutcomePath() string { return filepath.Join(string(d), outcomeFile) }
+
 // Maintenance reads the flag. A flag file that exists but cannot be read or
 // parsed still means "on": an operator asked for maintenance.
 func (d Dir) Maintenance() (Maintenance, error) {
@@ -100,14 +103,34 @@ func CheckReason(reason string) error {
 	return nil
 }
 
+// Phase is how far notify's run got.
+type Phase string
+
+// The phases of a run. The strings are the file format: binaries of two
+// versions read each other's outcome during an upgrade.
+const (
+	PhaseRunning Phase = "running"
+	PhaseDone    Phase = "done"
+	PhaseFailed  Phase = "failed"
+)
+
+// Role is what notify left the node as.
+type Role string
+
+// The roles, in the file format.
+const (
+	RoleWriter  Role = "writer"
+	RoleStandby Role = "standby"
+)
+
 // Outcome is what notify last did on this node.
 type Outcome struct {
 	// Event is the keepalived state that triggered it (MASTER, BACKUP, ...).
 	Event string `json:"event"`
-	// Phase: "running", "done" or "failed".
-	Phase string `json:"phase"`
-	// Role the node holds after it: "writer" or "standby".
-	Role string `json:"role"`
+	// Phase says whether the run is still going, done, or failed.
+	Phase Phase `json:"phase"`
+	// Role the node holds after it.
+	Role Role `json:"role"`
 	// Unfit marks the node unfit to hold the VIP or take writes (promotion
 	// gate not met, replication could not be restarted, ...).
 	Unfit  bool   `json:"unfit"`
@@ -119,6 +142,12 @@ type Outcome struct {
 	Position *Position `json:"position,omitempty"`
 	// Generation is the event number of the run that wrote this outcome.
 	Generation uint64 `json:"generation,omitempty"`
+}
+
+// Promoted reports whether the outcome is a completed promotion that left
+// the node fit: the only state in which a writable node may serve writes.
+func (o *Outcome) Promoted() bool {
+	return o != nil && !o.Unfit && o.Role == RoleWriter && o.Phase == PhaseDone
 }
 
 // Position is a server's own replication position at one moment.
@@ -133,7 +162,7 @@ type Position struct {
 
 // Outcome reads notify's last outcome; nil when notify never ran here.
 func (d Dir) Outcome() (*Outcome, error) {
-	data, err := readSmall(filepath.Join(string(d), outcomeFile))
+	data, err := readSmall(d.OutcomePath())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -144,3 +144,38 @@ func TestMaintenanceReasonCapped(t *testing.T) {
 		t.Fatalf("read back: %v (reason %d bytes, by %d)", err, len(m.Reason), len(m.By))
 	}
 }
+
+// The outcome file is the contract between notify and the checkers, also
+// across an upgrade: a file written by an earlier release reads the same.
+func TestOutcomeFileFormat(t *testing.T) {
+	dir := Dir(t.TempDir())
+	old := `{
+  "event": "MASTER",
+  "phase": "done",
+  "role": "writer",
+  "unfit": false,
+  "at": "2026-11-01T10:00:00Z",
+  "generation": 7
+}
+`
+	if err := os.WriteFile(filepath.Join(string(dir), "outcome.json"), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := dir.Outcome()
+	if err != nil || o.Phase != PhaseDone || o.Role != RoleWriter || !o.Promoted() || o.Generation != 7 {
+		t.Fatalf("%+v %v", o, err)
+	}
+	if err := dir.WriteOutcome(Outcome{Event: "BACKUP", Phase: PhaseFailed, Role: RoleStandby, Unfit: true}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(string(dir), "outcome.json"))
+	if err != nil || !strings.Contains(string(b), `"phase": "failed"`) || !strings.Contains(string(b), `"role": "standby"`) {
+		t.Fatalf("written %s (%v)", b, err)
+	}
+	for _, o := range []*Outcome{nil, {Phase: PhaseRunning, Role: RoleWriter}, {Phase: PhaseDone, Role: RoleStandby},
+		{Phase: PhaseDone, Role: RoleWriter, Unfit: true}} {
+		if o.Promoted() {
+			t.Errorf("%+v reads as a completed promotion", o)
+		}
+	}
+}

@@ -116,7 +116,7 @@ func run(secs, clients int, rateList string) error {
 	}
 	defer os.RemoveAll(tmp)
 	stateDir := filepath.Join(tmp, "state")
-	if err := state.Dir(stateDir).WriteOutcome(state.Outcome{Event: "MASTER", Phase: "done", Role: "writer"}); err != nil {
+	if err := state.Dir(stateDir).WriteOutcome(state.Outcome{Event: "MASTER", Phase: state.PhaseDone, Role: state.RoleWriter}); err != nil {
 		return err
 	}
 	ports, err := freePorts(4)
