@@ -215,6 +215,13 @@ type Agent struct {
 	// byte is read. Empty (default): every client may ask. A firewall
 	// rule does the same job earlier; see cmd/agentcheck/README.md.
 	Allow []string `toml:"allow"`
+	// Pair names the pair this node belongs to, the same on both nodes
+	// (say "orders-db"): /metrics puts it on vipguard_node_info, so that
+	// one set of alert rules tells the pairs of a fleet apart. At most 64
+	// letters, digits and "_.:-", starting with a letter or digit. Empty
+	// (default): no pair label; set it, or give each pair's scrape
+	// targets a "pair" label in Prometheus.
+	Pair string `toml:"pair"`
 
 	// listen = "" in the file disables a listener; absent means default.
 	listenSet, httpListenSet bool
@@ -610,6 +617,27 @@ func (a *Agent) validate(bad func(format string, args ...any)) {
 		bad("agent.io_timeout must be positive, got %q", a.IOTimeout.String())
 	}
 	validAllow(a.Allow, bad)
+	if !validPair(a.Pair) {
+		bad("agent.pair %q must be at most 64 letters, digits and \"_.:-\", starting with a letter or digit", a.Pair)
+	}
+}
+
+// validPair accepts names that need no escaping in a Prometheus label
+// value, a dashboard variable or a shell: the pair's name is matched
+// verbatim across both nodes and every tool.
+func validPair(p string) bool {
+	if len(p) > 64 {
+		return false
+	}
+	for i, r := range p {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case i > 0 && (r == '_' || r == '.' || r == ':' || r == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // bareErr drops the path an *fs.PathError repeats, since messages quote it.
