@@ -52,100 +52,181 @@ func (s *spareSet) snapshot() map[uint64]bool {
 // present when it took effect is gone, and the server's own position has
 // not moved over the stable window. ctx bounds all of it.
 func (e *Engine) fenceServer(ctx context.Context, db *sql.DB, where string) (fenceReport, error) {
-	var rep fenceReport
 	killConn, err := db.Conn(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("connecting to %s: %w", where, err)
+		return fenceReport{}, fmt.Errorf("connecting to %s: %w", where, err)
 	}
 	defer killConn.Close()
-	pr := probe.Prober{Q: killConn, QueryTimeout: e.Cfg.MySQL.QueryTimeout.Duration}
+	f := &serverFence{e: e, db: db, where: where, spare: &spareSet{ids: map[uint64]bool{}}}
+	err = f.run(ctx, killConn)
+	return f.rep, err
+}
+
+// serverFence is one fence of one server: its connections, the sessions
+// it spares, and what it found.
+type serverFence struct {
+	e     *Engine
+	db    *sql.DB
+	where string
+	v     probe.Version
+	ka    *probe.Admin // the killer's connection
+	spare *spareSet
+	rep   fenceReport
+}
+
+func (f *serverFence) errorf(format string, a ...any) error {
+	return fmt.Errorf("%s: "+format, append([]any{f.where}, a...)...)
+}
+
+func (f *serverFence) run(ctx context.Context, killConn *sql.Conn) error {
+	pr := probe.Prober{Q: killConn, QueryTimeout: f.e.Cfg.MySQL.QueryTimeout.Duration}
 	v, _, err := pr.Version(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("%s: %w", where, err)
+		return f.errorf("%w", err)
 	}
-	rep.Version = v
-	ka := e.admin(killConn, v, where)
-	spare := &spareSet{ids: map[uint64]bool{}}
-	id, err := ka.ConnectionID(ctx)
+	f.v, f.rep.Version = v, v
+	f.ka = f.e.admin(killConn, v, f.where)
+	id, err := f.ka.ConnectionID(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("%s: %w", where, err)
+		return f.errorf("%w", err)
 	}
-	spare.add(id)
+	f.spare.add(id)
 	// Replication threads running under an ordinary account are never
 	// client sessions: killing the applier would stop replication.
-	repl, err := ka.ReplicationThreads(ctx)
+	repl, err := f.ka.ReplicationThreads(ctx)
 	if err != nil {
-		e.Log.Warn("cannot list replication threads; an applier running as PRIVILEGE_CHECKS_USER may be taken for a client", "server", where, "err", err)
+		f.e.Log.Warn("cannot list replication threads; an applier running as PRIVILEGE_CHECKS_USER may be taken for a client", "server", f.where, "err", err)
 	}
 	for id := range repl {
-		spare.add(id)
+		f.spare.add(id)
 	}
 
 	// Attempts repeat until read_only is confirmed after the kills: a
 	// promotion racing on that server may have opened writes meanwhile
 	// (its connection is killed here, so it cannot do so twice).
 	for attempt := 1; ; attempt++ {
-		ok, err := e.fenceAttempt(ctx, db, v, ka, spare, where, &rep)
+		ok, err := f.attempt(ctx)
 		if err != nil {
-			return rep, err
+			return err
 		}
 		if ok {
 			break
 		}
-		e.Log.Warn("read_only found off after the kills; fencing again", "server", where, "attempt", attempt)
+		f.e.Log.Warn("read_only found off after the kills; fencing again", "server", f.where, "attempt", attempt)
 	}
-	prev, err := ka.Position(ctx)
+	return f.waitStable(ctx)
+}
+
+// waitStable returns once the server's own position has not moved over
+// the stable window, killing again whatever moved it.
+func (f *serverFence) waitStable(ctx context.Context) error {
+	prev, err := f.ka.Position(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("%s: reading position: %w", where, err)
+		return f.errorf("reading position: %w", err)
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return rep, fmt.Errorf("%s: fence stopped with the position still moving (last %s): %w", where, prev, context.Cause(ctx))
-		case <-time.After(e.Cfg.Notify.StableWindow.Duration):
+			return f.errorf("fence stopped with the position still moving (last %s): %w", prev, context.Cause(ctx))
+		case <-time.After(f.e.Cfg.Notify.StableWindow.Duration):
 		}
-		cur, err := ka.Position(ctx)
+		cur, err := f.ka.Position(ctx)
 		if err != nil {
-			return rep, fmt.Errorf("%s: reading position: %w", where, err)
+			return f.errorf("reading position: %w", err)
 		}
-		same := samePosition(v, prev, cur)
-		if !same && prev.Own == "" && cur.Own == "" && prev.Binlog != nil && cur.Binlog != nil {
-			// No GTIDs to tell own writes from the peer's transactions
-			// this node logs again (log_slave_updates): read what the
-			// binlog gained and look for this server's own events.
-			own, err := ka.OwnWritesBetween(ctx, cur.ServerID, *prev.Binlog, *cur.Binlog)
-			if err != nil {
-				e.Log.Warn("reading the binary log between two positions failed", "server", where, "err", err)
-			}
-			same = err == nil && !own
+		if f.stable(ctx, prev, cur) || f.e.DryRun {
+			f.rep.Position = cur
+			return nil
 		}
-		if same || e.DryRun {
-			rep.Position = cur
-			return rep, nil
-		}
-		e.Log.Warn("own position moved after read_only; killing again", "server", where, "was", prev, "now", cur)
+		f.e.Log.Warn("own position moved after read_only; killing again", "server", f.where, "was", prev, "now", cur)
 		prev = cur
-		if threads, err := ka.Processlist(ctx); err == nil {
-			sp := spare.snapshot()
-			for _, t := range threads {
-				if t.Client(sp, e.Cfg.Notify.ExemptUsers) && !e.peerFencer(t) {
-					_ = ka.Kill(ctx, t.ID)
-					rep.Killed++
-				}
+		if threads, err := f.ka.Processlist(ctx); err == nil {
+			for _, t := range f.clients(threads) {
+				_ = f.ka.Kill(ctx, t.ID)
+				f.rep.Killed++
 			}
 		}
 	}
 }
 
-// fenceAttempt sets read_only on one connection while killing client
-// threads on another, until read_only took and every client thread present
-// at that moment is gone; then it reports whether read_only is (still) on.
-func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, ka *probe.Admin, spare *spareSet, where string, rep *fenceReport) (bool, error) {
+// stable reports whether nothing this server's own clients could write
+// came between two positions.
+func (f *serverFence) stable(ctx context.Context, prev, cur probe.Position) bool {
+	if samePosition(f.v, prev, cur) {
+		return true
+	}
+	if prev.Own != "" || cur.Own != "" || prev.Binlog == nil || cur.Binlog == nil {
+		return false
+	}
+	// No GTIDs to tell own writes from the peer's transactions this node
+	// logs again (log_slave_updates): read what the binlog gained and look
+	// for this server's own events.
+	own, err := f.ka.OwnWritesBetween(ctx, cur.ServerID, *prev.Binlog, *cur.Binlog)
+	if err != nil {
+		f.e.Log.Warn("reading the binary log between two positions failed", "server", f.where, "err", err)
+	}
+	return err == nil && !own
+}
+
+// clients keeps the threads a fence must end.
+func (f *serverFence) clients(threads []probe.Thread) []probe.Thread {
+	sp := f.spare.snapshot()
+	var out []probe.Thread
+	for _, t := range threads {
+		if t.Client(sp, f.e.Cfg.Notify.ExemptUsers) && !f.e.peerFencer(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// roundPlan is what one reading of the processlist decides.
+type roundPlan struct {
+	// Kill are the sessions to KILL now (those the server refused to
+	// end are not asked again).
+	Kill []probe.Thread
+	// Remaining counts the sessions that must be gone before the fence
+	// may finish: those present when read_only took (all, before).
+	Remaining int
+	// Done: read_only is on and every session that must go is gone.
+	Done bool
+}
+
+// planRound decides one round of the killer. mustGo is nil until read_only
+// took; then it is fixed to the client sessions present at that moment —
+// sessions opened later cannot write (read_only) and are killed but not
+// waited for.
+func planRound(clients []probe.Thread, roOn bool, mustGo map[uint64]bool, denied map[uint64]string) (roundPlan, map[uint64]bool) {
+	if roOn && mustGo == nil {
+		mustGo = map[uint64]bool{}
+		for _, t := range clients {
+			mustGo[t.ID] = true
+		}
+	}
+	var p roundPlan
+	for _, t := range clients {
+		if denied[t.ID] != "" {
+			continue
+		}
+		p.Kill = append(p.Kill, t)
+		if mustGo == nil || mustGo[t.ID] {
+			p.Remaining++
+		}
+	}
+	p.Done = roOn && p.Remaining == 0
+	return p, mustGo
+}
+
+// attempt sets read_only on one connection while killing client threads
+// on another, until read_only took and every client thread present at
+// that moment is gone; then it reports whether read_only is (still) on.
+func (f *serverFence) attempt(ctx context.Context) (bool, error) {
+	e, where := f.e, f.where
 	roDone := make(chan error, 1)
 	roCtx, roCancel := context.WithCancel(ctx)
 	defer roCancel()
 	start := time.Now()
-	go func() { roDone <- e.setReadOnlyLoop(roCtx, db, v, where, spare) }()
+	go func() { roDone <- f.setReadOnlyLoop(roCtx) }()
 
 	// Killer: this goroutine.
 	roOn := false
@@ -163,67 +244,29 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 			default:
 			}
 		}
-		threads, err := ka.Processlist(ctx)
+		threads, err := f.ka.Processlist(ctx)
 		if err != nil {
-			return false, fmt.Errorf("%s: %w", where, err)
+			return false, f.errorf("%w", err)
 		}
-		rep.Rounds++
-		sp := spare.snapshot()
-		var clients []probe.Thread
-		for _, t := range threads {
-			if t.Client(sp, e.Cfg.Notify.ExemptUsers) && !e.peerFencer(t) {
-				clients = append(clients, t)
+		f.rep.Rounds++
+		clients := f.clients(threads)
+		var plan roundPlan
+		plan, mustGo = planRound(clients, roOn, mustGo, denied)
+		if plan.Done {
+			if len(denied) > 0 {
+				if err := e.unkillable(f.v, denied, where, &f.rep, clients); err != nil {
+					return false, err
+				}
 			}
-		}
-		if roOn && mustGo == nil {
-			mustGo = map[uint64]bool{}
-			for _, t := range clients {
-				mustGo[t.ID] = true
-			}
-		}
-		remaining := 0
-		for _, t := range clients {
-			if (mustGo == nil || mustGo[t.ID]) && denied[t.ID] == "" {
-				remaining++
-			}
-		}
-		if roOn && remaining == 0 && len(denied) > 0 {
-			if err := e.unkillable(v, denied, where, rep, clients); err != nil {
-				return false, err
-			}
-		}
-		if roOn && remaining == 0 {
-			if len(clients) > 0 {
+			if len(plan.Kill) > 0 {
 				// Sessions opened after read_only took cannot write (SUPER
 				// users aside, and the stable-position check below
 				// catches those); they are killed but not waited for.
-				e.Log.Info("new sessions keep arriving; killed, not waited for", "server", where, "count", len(clients))
+				e.Log.Info("new sessions keep arriving; killed, not waited for", "server", where, "count", len(plan.Kill))
 			}
 			break
 		}
-		for _, t := range clients {
-			if denied[t.ID] != "" {
-				continue
-			}
-			if t.Command != "Killed" {
-				msg := "killing client thread"
-				if e.DryRun {
-					msg = "would kill client thread"
-				}
-				e.Log.Info(msg, "server", where, "id", t.ID, "user", t.User,
-					"host", t.Host, "command", t.Command, "time", t.Time, "state", t.State, "info", t.Info)
-			}
-			if err := ka.Kill(ctx, t.ID); errors.Is(err, probe.ErrKillDenied) {
-				// Asking again will not change the answer.
-				denied[t.ID] = err.Error()
-				e.Log.Error("KILL REFUSED: this session cannot be ended", "server", where, "id", t.ID,
-					"user", t.User, "host", t.Host, "err", err)
-			} else if err != nil {
-				// One failing KILL never stops the others.
-				e.Log.Warn("kill failed", "server", where, "id", t.ID, "err", err)
-			}
-			rep.Killed++
-		}
+		f.kill(ctx, plan.Kill, denied)
 		if e.DryRun {
 			// Nothing was killed or set: one round is the whole plan.
 			if !roOn {
@@ -236,23 +279,47 @@ func (e *Engine) fenceAttempt(ctx context.Context, db *sql.DB, v probe.Version, 
 		select {
 		case <-ctx.Done():
 			if len(denied) > 0 && !roOn {
-				return false, fmt.Errorf("%s: read_only could not be set while sessions the fence may not end are there (%s): %w",
-					where, deniedSummary(denied), context.Cause(ctx))
+				return false, f.errorf("read_only could not be set while sessions the fence may not end are there (%s): %w",
+					deniedSummary(denied), context.Cause(ctx))
 			}
-			return false, fmt.Errorf("%s: fence stopped with %d client threads still there: %w", where, remaining, context.Cause(ctx))
-		case <-time.After(10 * time.Millisecond):
+			return false, f.errorf("fence stopped with %d client threads still there: %w", plan.Remaining, context.Cause(ctx))
+		case <-time.After(killPoll):
 		}
 	}
 
-	// Verify: read_only on, and no own writes over the stable window.
-	ro, sro, err := ka.ReadOnly(ctx)
+	// Verify: read_only on.
+	ro, sro, err := f.ka.ReadOnly(ctx)
 	if err != nil {
-		return false, fmt.Errorf("%s: confirming read_only: %w", where, err)
+		return false, f.errorf("confirming read_only: %w", err)
 	}
-	if !e.DryRun && (!ro || (v.Flavor == probe.MySQL && v.AtLeast(5, 7, 8) && !sro)) {
+	if !e.DryRun && (!ro || (probe.ReadOnlyStopsEveryone(f.v) && !sro)) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// kill sends a server-side KILL to each thread, remembering the ones the
+// server refused: asking again would not change its answer.
+func (f *serverFence) kill(ctx context.Context, threads []probe.Thread, denied map[uint64]string) {
+	for _, t := range threads {
+		if t.Command != "Killed" {
+			msg := "killing client thread"
+			if f.e.DryRun {
+				msg = "would kill client thread"
+			}
+			f.e.Log.Info(msg, "server", f.where, "id", t.ID, "user", t.User,
+				"host", t.Host, "command", t.Command, "time", t.Time, "state", t.State, "info", t.Info)
+		}
+		if err := f.ka.Kill(ctx, t.ID); errors.Is(err, probe.ErrKillDenied) {
+			denied[t.ID] = err.Error()
+			f.e.Log.Error("KILL REFUSED: this session cannot be ended", "server", f.where, "id", t.ID,
+				"user", t.User, "host", t.Host, "err", err)
+		} else if err != nil {
+			// One failing KILL never stops the others.
+			f.e.Log.Warn("kill failed", "server", f.where, "id", t.ID, "err", err)
+		}
+		f.rep.Killed++
+	}
 }
 
 // unkillable decides what a fence does about client sessions the server
@@ -330,29 +397,30 @@ func samePosition(v probe.Version, a, b probe.Position) bool {
 // setReadOnlyLoop sets read_only on its own connection, retrying after
 // lock-wait timeouts and reconnecting if the connection is lost (another
 // fence may have killed it).
-func (e *Engine) setReadOnlyLoop(ctx context.Context, db *sql.DB, v probe.Version, where string, spare *spareSet) error {
+func (f *serverFence) setReadOnlyLoop(ctx context.Context) error {
+	e, where := f.e, f.where
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: setting read_only: %w (last error: %v)", where, context.Cause(ctx), lastErr)
 		}
 		err := func() error {
-			c, err := db.Conn(ctx)
+			c, err := f.db.Conn(ctx)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			a := e.admin(c, v, where)
+			a := e.admin(c, f.v, where)
 			id, err := a.ConnectionID(ctx)
 			if err != nil {
 				return err
 			}
-			spare.add(id)
+			f.spare.add(id)
 			if err := a.SetLockWaitTimeout(ctx); err != nil {
 				return err
 			}
 			for {
-				err := a.SetReadOnly(ctx, true, 2500*time.Millisecond)
+				err := a.SetReadOnly(ctx, true, setReadOnlyBound)
 				if !errors.Is(err, probe.ErrLockWait) {
 					return err
 				}
@@ -379,10 +447,6 @@ func hung(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
-
-// fenceRetryFor bounds how long a fence keeps trying a server that does not
-// answer; a newer event ends it sooner.
-const fenceRetryFor = 10 * time.Minute
 
 // fenceWhenBack retries the local fence until it succeeds, this run is
 // superseded, or fenceRetryFor passes.
@@ -415,13 +479,8 @@ func (e *Engine) fenceWhenBack(parent context.Context, gen uint64, db *sql.DB) (
 func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	n := e.Cfg.Notify
 	stop := ev.State == "STOP" || ev.State == "DELETED"
-	budget := n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + 2*time.Second
-	lockWait := time.Second
-	if stop {
-		// keepalived SIGKILLs the process group about 1 s into its
-		// shutdown: everything must fit, urgent steps first.
-		budget, lockWait = n.StopTimeout.Duration, 50*time.Millisecond
-	}
+	// A STOP must fit before keepalived's SIGKILL: urgent steps first.
+	budget, fenceFor, lockWait := fenceBudget(n, stop)
 	e.plan("plan for %s: fence this node (read_only=ON while killing client threads, confirm, record position, reset stale VIP clients, verify replication)", ev)
 	// A fence is not stopped by SIGTERM: finishing it only makes the node
 	// safer. Only a newer event (or its own deadline) ends it.
@@ -449,11 +508,7 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	}
 	defer db.Close()
 
-	fenceBudget := n.FenceTimeout.Duration
-	if stop {
-		fenceBudget = budget * 7 / 10
-	}
-	fctx, fcancel := context.WithTimeout(ctx, fenceBudget)
+	fctx, fcancel := context.WithTimeout(ctx, fenceFor)
 	done := e.step("fence.local")
 	rep, err := e.fenceServer(fctx, db, "local")
 	for probe.ConnectionLost(err) && fctx.Err() == nil {

@@ -38,188 +38,192 @@ func (e *Engine) promote(parent context.Context, ev Event, gen uint64) error {
 	}
 }
 
+// promotion is one attempt at MASTER: its context, and the step log that
+// ends with the attempt's result.
+type promotion struct {
+	e      *Engine
+	ev     Event
+	gen    uint64
+	parent context.Context // cancelled by a signal
+	ctx    context.Context // also by the budget and a newer event
+	all    func(err error, more ...any)
+}
+
+// end turns an abort into the documented result: superseded runs leave
+// everything to the newer event; a signal leaves the node read-only.
+func (p *promotion) end(err error) error {
+	if superseded(p.ctx) {
+		p.all(ErrSuperseded)
+		return ErrSuperseded
+	}
+	if p.parent.Err() != nil {
+		p.e.leaveReadOnly()
+		o, ierr := interruptedOutcome(p.ev.State)
+		p.e.writeOutcome(p.gen, o)
+		p.all(ierr)
+		return ierr
+	}
+	p.all(err)
+	return err
+}
+
+// stop applies a rule that ended the promotion.
+func (p *promotion) stop(v verdict) error {
+	p.e.Log.Error("PROMOTION REFUSED: " + v.Outcome.Reason)
+	p.e.writeOutcome(p.gen, v.Outcome)
+	return p.end(v.Err)
+}
+
+// preempted ends the promotion when the peer killed our connection.
+func (p *promotion) preempted(err error) error {
+	p.e.Log.Warn("promotion connection killed: the peer is fencing this node; staying read-only", "err", err)
+	p.e.leaveReadOnly()
+	o, perr := preemptedOutcome(p.ev.State, err)
+	p.e.writeOutcome(p.gen, o)
+	return p.end(perr)
+}
+
 func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error {
 	n := e.Cfg.Notify
-	e.plan("plan for %s: fence the peer %s:%d (if reachable), wait until this node applied its final position (at most %s, policy %s), then read_only=OFF", ev, e.Cfg.Peer.Host, e.Cfg.Peer.Port, n.PromotionTimeout.Duration, n.Policy)
-	if set, err := check.Witnesses(e.Cfg); err != nil {
-		e.plan("plan for %s: if the peer does not answer, refuse: %v", ev, err)
-	} else if len(set.Addrs) > 0 {
-		e.plan("plan for %s: if the peer does not answer, go on only if a %s witness answers (%s)", ev, set.Source, strings.Join(set.Addrs, ", "))
-	} else {
-		e.plan("plan for %s: if the peer does not answer, go on without a witness (%s)", ev, witness.NoWitnessWarning)
-	}
-	budget := n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + n.PeerTimeout.Duration + n.PromotionTimeout.Duration + 5*time.Second
+	e.planPromotion(ev)
+	budget := promoteBudget(n)
 	ctx, cancel := context.WithTimeout(parent, budget)
 	defer cancel()
 	ctx, unwatch := e.watch(ctx, gen)
 	defer unwatch()
-	all := e.step("promote", "policy", n.Policy, "promotion_timeout", n.PromotionTimeout.Duration)
-
-	// end turns an abort into the documented result: superseded runs leave
-	// everything to the newer event; a signal leaves the node read-only.
-	end := func(err error) error {
-		if superseded(ctx) {
-			all(ErrSuperseded)
-			return ErrSuperseded
-		}
-		if parent.Err() != nil {
-			e.leaveReadOnly()
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby,
-				Reason: "promotion interrupted by a signal; left read-only"})
-			all(ErrInterrupted)
-			return fmt.Errorf("%w: left read-only", ErrInterrupted)
-		}
-		all(err)
-		return err
-	}
+	p := &promotion{e: e, ev: ev, gen: gen, parent: parent, ctx: ctx,
+		all: e.step("promote", "policy", n.Policy, "promotion_timeout", n.PromotionTimeout.Duration)}
 
 	l, err := e.runLock(ctx, budget)
 	if err != nil {
-		return end(err)
+		return p.end(err)
 	}
 	defer l.Unlock()
 	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseRunning, Role: state.RoleStandby})
-
-	if m, err := e.dir().Maintenance(); err != nil || m.On {
-		why := "maintenance mode is on: not opening writes"
-		if err != nil {
-			why = fmt.Sprintf("maintenance flag unreadable (%v): not opening writes", err)
-		}
-		e.Log.Warn(why)
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: why})
-		return end(fmt.Errorf("%w: %s", ErrRefused, why))
+	m, merr := e.dir().Maintenance()
+	if v := maintenanceRule(ev.State, m, merr); v.Stop {
+		return p.stop(v)
 	}
 
 	db, err := open(e.localTarget())
 	if err != nil {
-		return end(err)
+		return p.end(err)
 	}
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "local server unreachable"})
-		return end(fmt.Errorf("connecting to local server: %w", err))
+		return p.end(fmt.Errorf("connecting to local server: %w", err))
 	}
 	defer conn.Close()
 	pr := probe.Prober{Q: conn, QueryTimeout: e.Cfg.MySQL.QueryTimeout.Duration}
 	v, selfID, err := pr.Version(ctx)
 	if err != nil {
-		return end(err)
+		return p.end(err)
 	}
 	a := e.admin(conn, v, "local")
-
-	// preempted ends the promotion when the peer killed our connection.
-	preempted := func(err error) error {
-		e.Log.Warn("promotion connection killed: the peer is fencing this node; staying read-only", "err", err)
-		e.leaveReadOnly()
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby,
-			Reason: "promotion preempted: the peer fenced this node"})
-		return end(fmt.Errorf("%w: %w", ErrPreempted, err))
-	}
 
 	// 1. Fence the peer and take its final position.
 	peerPos, reached, perr := e.fencePeer(ctx)
 	if ctx.Err() != nil {
-		return end(ctx.Err())
+		return p.end(ctx.Err())
 	}
-	if perr != nil && reached {
-		// It answers, so it may still take writes: two writers would be
-		// worse than none, whatever the policy.
-		why := "peer answers but could not be fenced: " + perr.Error()
-		e.Log.Error("PROMOTION REFUSED: "+why, "peer", e.Cfg.Peer.Host)
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true, Reason: why})
-		return end(fmt.Errorf("%w: %s", ErrRefused, why))
-	}
-	if perr != nil {
-		// Peer silent: dead, or this node is the one cut off. The
-		// witnesses tell which (mysqlcheck will also fail here, but the
-		// event that is running now must not open writes meanwhile).
-		w := check.AskWitnesses(ctx, e.Cfg)
-		if w.Isolated() {
-			why := "neither the peer nor any witness answers: this node is the one cut off (" + w.Describe() + ")"
-			e.Log.Error("PROMOTION REFUSED: "+why, "peer_err", perr)
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true, Reason: why})
-			return end(fmt.Errorf("%w: %s", ErrRefused, why))
-		}
-		if w.Unguarded() {
-			e.Log.Warn("PROMOTING WITHOUT A WITNESS: the peer does not answer and nothing outside the pair says whether it died or this node is cut off; if this node is the one cut off, the pair now has two writers",
-				"hint", witness.NoWitnessWarning)
-		}
+	var w *check.Witness
+	if perr != nil && !reached {
+		// Silent: dead, or this node is the one cut off. mysqlcheck will
+		// fail here too, but this event must not open writes meanwhile.
+		w = check.AskWitnesses(ctx, e.Cfg)
 		e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", perr, "witness", w.Describe())
 	}
+	if v := peerRule(ev.State, peerFinding{Reached: reached, Err: perr}, w); v.Stop {
+		return p.stop(v)
+	} else if v.Warn != "" {
+		e.Log.Warn(v.Warn)
+	}
 
-	// 2. Catch-up gate.
+	// 2. Catch-up gate, and the policy on its verdict.
 	done := e.step("gate")
 	met, why, err := e.gate(ctx, a, selfID, peerPos)
 	done(err, "met", met, "why", why)
 	if ctx.Err() != nil {
-		return end(ctx.Err())
+		return p.end(ctx.Err())
 	}
 	if probe.ConnectionLost(err) {
-		return preempted(err)
+		return p.preempted(err)
 	}
 	if err != nil {
 		met, why = false, err.Error()
 	}
-
-	// 3. Policy.
-	if !met {
-		if n.Policy == config.PolicyReliability {
-			e.Log.Error("PROMOTION REFUSED: this node has not applied everything the old writer wrote; staying read-only and unfit (reliability first)", "why", why)
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true,
-				Reason: "promotion gate not met: " + why})
-			return end(fmt.Errorf("%w: %s", ErrGateNotMet, why))
-		}
-		e.Log.Error("OPENING WRITES WITHOUT CATCH-UP (availability first): writes of the old writer not applied here may be lost or conflict when it comes back", "why", why)
+	if v := gateRule(ev.State, met, why, n.Policy); v.Stop {
+		return p.stop(v)
+	} else if v.Warn != "" {
+		e.Log.Error(v.Warn)
 	}
 
-	// 4. Open writes, only if still the newest event.
-	done = e.step("open_writes")
-	var opened bool
-	if e.DryRun {
-		err, opened = a.SetReadOnly(ctx, false, 0), true
-	} else {
-		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
-		opened, err = e.dir().WhileCurrent(lctx, gen, func() error {
-			if err := e.sweepReadOnlySetters(lctx, a); err != nil {
-				return err
-			}
-			if err := a.SetReadOnly(lctx, false, 2*time.Second); err != nil {
-				return err
-			}
-			ro, sro, err := a.ReadOnly(lctx)
-			if err != nil {
-				return fmt.Errorf("verifying read_only: %w", err)
-			}
-			if ro || sro {
-				return fmt.Errorf("read_only=%v super_read_only=%v after opening writes", ro, sro)
-			}
-			return nil
-		})
-		lcancel()
-	}
-	done(err, "opened", opened)
+	// 3. Open writes, only if still the newest event.
+	opened, err := e.openWrites(ctx, a, gen)
 	if probe.ConnectionLost(err) {
-		return preempted(err)
+		return p.preempted(err)
 	}
 	if err != nil {
 		// Never leave a half-open node: close again what may have opened.
 		e.leaveReadOnly()
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Unfit: true,
-			Reason: "opening writes failed: " + err.Error()})
-		return end(fmt.Errorf("opening writes: %w", err))
+		o, oerr := openFailedOutcome(ev.State, err)
+		e.writeOutcome(gen, o)
+		return p.end(oerr)
 	}
 	if !opened {
-		all(ErrSuperseded)
+		p.all(ErrSuperseded)
 		return ErrSuperseded
 	}
-	reason := ""
-	if !met {
-		reason = "writes opened without catch-up (availability first): " + why
-	}
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseDone, Role: state.RoleWriter, Reason: reason})
-	all(nil, "caught_up", met)
+	e.writeOutcome(gen, openedOutcome(ev.State, met, why))
+	p.all(nil, "caught_up", met)
 	return nil
+}
+
+// planPromotion says in a dry run what a promotion would do.
+func (e *Engine) planPromotion(ev Event) {
+	n := e.Cfg.Notify
+	e.plan("plan for %s: fence the peer %s:%d (if reachable), wait until this node applied its final position (at most %s, policy %s), then read_only=OFF",
+		ev, e.Cfg.Peer.Host, e.Cfg.Peer.Port, n.PromotionTimeout.Duration, n.Policy)
+	set, err := check.Witnesses(e.Cfg)
+	switch {
+	case err != nil:
+		e.plan("plan for %s: if the peer does not answer, refuse: %v", ev, err)
+	case len(set.Addrs) > 0:
+		e.plan("plan for %s: if the peer does not answer, go on only if a %s witness answers (%s)", ev, set.Source, strings.Join(set.Addrs, ", "))
+	default:
+		e.plan("plan for %s: if the peer does not answer, go on without a witness (%s)", ev, witness.NoWitnessWarning)
+	}
+}
+
+// openWrites turns read_only off, verified, while this run's event is
+// still the newest: first ending any stale SET read_only session. opened
+// is false when a newer event took over first.
+func (e *Engine) openWrites(ctx context.Context, a *probe.Admin, gen uint64) (opened bool, err error) {
+	done := e.step("open_writes")
+	defer func() { done(err, "opened", opened) }()
+	if e.DryRun {
+		return true, a.SetReadOnly(ctx, false, 0)
+	}
+	lctx, lcancel := context.WithTimeout(ctx, openWritesBound)
+	defer lcancel()
+	return e.dir().WhileCurrent(lctx, gen, func() error {
+		if err := e.sweepReadOnlySetters(lctx, a); err != nil {
+			return err
+		}
+		if err := a.SetReadOnly(lctx, false, openReadOnlyBound); err != nil {
+			return err
+		}
+		ro, sro, err := a.ReadOnly(lctx)
+		if err != nil {
+			return fmt.Errorf("verifying read_only: %w", err)
+		}
+		if ro || sro {
+			return fmt.Errorf("read_only=%v super_read_only=%v after opening writes", ro, sro)
+		}
+		return nil
+	})
 }
 
 // leaveReadOnly sets read_only=ON on the local server, best effort, within
@@ -229,7 +233,7 @@ func (e *Engine) leaveReadOnly() {
 		return
 	}
 	done := e.step("leave_read_only")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveReadOnlyBound)
 	defer cancel()
 	err := func() error {
 		db, err := open(e.localTarget())
@@ -261,7 +265,7 @@ func (e *Engine) leaveReadOnly() {
 // fenced must block the promotion, an unreachable one must not.
 func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bool, err error) {
 	if e.Cfg.Peer.Host == "" {
-		return nil, false, errors.New("no [peer] configured")
+		return nil, false, errNoPeer
 	}
 	t := e.peerTarget()
 	done := e.step("fence.peer", "peer", t.String())
@@ -298,11 +302,10 @@ func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *
 		limit = 0
 	}
 	deadline := time.Now().Add(limit)
-	const step = 500 * time.Millisecond
 	var why string
 	lastLog := time.Time{}
 	for {
-		met, w, err := e.caughtUp(ctx, a, selfID, peer, step)
+		met, w, err := e.caughtUp(ctx, a, selfID, peer, gateStep)
 		if err != nil {
 			if ctx.Err() != nil {
 				return false, why, ctx.Err()
@@ -448,7 +451,7 @@ func (e *Engine) sweepReadOnlySetters(ctx context.Context, a *probe.Admin) error
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stale SET read_only sessions still running: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(killPoll):
 		}
 	}
 }

@@ -1,0 +1,76 @@
+package fence
+
+import (
+	"time"
+
+	"github.com/vipguard/vipguard/internal/config"
+)
+
+// The timing budget of notify's runs, in one place. The configured bounds
+// ([notify] fence_timeout, replication_timeout, peer_timeout,
+// promotion_timeout, stop_timeout) are the DBA's; what follows are the
+// fixed parts around them and why each has its value.
+//
+//	fence (BACKUP, FAULT)   fence_timeout + replication_timeout + fenceSlack
+//	fence (STOP, DELETED)   stop_timeout, of which stopFenceShare for the fence:
+//	                        keepalived SIGKILLs the notify process group about a
+//	                        second into its shutdown, so everything must fit
+//	promotion (MASTER)      fence_timeout + replication_timeout + peer_timeout +
+//	                        promotion_timeout + promoteSlack
+//
+// Inside those: SET GLOBAL read_only waits behind a running write for
+// lock_wait_timeout (1 s, MySQL's minimum) and is retried while the
+// killer ends that write; opening writes has openWritesBound; a frozen
+// server is fenced again for fenceRetryFor while it is the newest event.
+const (
+	// fenceSlack covers what a fence does besides the bounded steps:
+	// recording the outcome, resetting stale clients.
+	fenceSlack = 2 * time.Second
+	// promoteSlack covers lock, version read, outcome writes and opening
+	// writes around the bounded steps of a promotion.
+	promoteSlack = 5 * time.Second
+	// stopFenceShare is the part of stop_timeout the fence itself may use;
+	// the rest records the position and resets clients.
+	stopFenceShare = 0.7
+	// runLockWait and stopRunLockWait bound waiting for another run of
+	// notify: a fence can go on without the lock (read_only=ON is always
+	// safe), a STOP has no time to wait.
+	runLockWait     = time.Second
+	stopRunLockWait = 50 * time.Millisecond
+	// setReadOnlyBound bounds one SET GLOBAL read_only=ON: longer than
+	// the session's lock_wait_timeout, so the server's own timeout (1205,
+	// retried while killing) fires first.
+	setReadOnlyBound = 2500 * time.Millisecond
+	// openWritesBound bounds opening writes: sweeping stale SET read_only
+	// sessions, read_only=OFF and its verification.
+	openWritesBound = 5 * time.Second
+	// openReadOnlyBound bounds the read_only=OFF statement itself.
+	openReadOnlyBound = 2 * time.Second
+	// leaveReadOnlyBound bounds closing writes again after a signal or a
+	// failed open, on a connection of its own.
+	leaveReadOnlyBound = 2 * time.Second
+	// gateStep is one wait of the catch-up gate: the verdict is read again
+	// after each, so a wait that stalls costs one step.
+	gateStep = 500 * time.Millisecond
+	// fenceRetryFor bounds how long a fence keeps trying a server that
+	// does not answer (frozen); a newer event ends it sooner.
+	fenceRetryFor = 10 * time.Minute
+	// killPoll is how often the killer re-reads the processlist while
+	// read_only waits: a write that starts meanwhile is ended within it.
+	killPoll = 10 * time.Millisecond
+)
+
+// fenceBudget bounds a whole fence run, and the part of it the fence of
+// the server itself may use.
+func fenceBudget(n config.Notify, stop bool) (run, fence, lockWait time.Duration) {
+	if stop {
+		run = n.StopTimeout.Duration
+		return run, time.Duration(float64(run) * stopFenceShare), stopRunLockWait
+	}
+	return n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + fenceSlack, n.FenceTimeout.Duration, runLockWait
+}
+
+// promoteBudget bounds a whole promotion attempt.
+func promoteBudget(n config.Notify) time.Duration {
+	return n.FenceTimeout.Duration + n.ReplicationTimeout.Duration + n.PeerTimeout.Duration + n.PromotionTimeout.Duration + promoteSlack
+}
