@@ -28,6 +28,8 @@ type Metrics struct {
 	rejected [numRejects]atomic.Uint64
 	slow     [numSlowReasons]atomic.Uint64
 	open     atomic.Int64
+	lastOK   atomic.Int64 // unix ns of the last successful poll
+	node     atomic.Pointer[nodeLabels]
 }
 
 // Reasons a connection ends without an answer.
@@ -49,6 +51,9 @@ func (m *Metrics) observePoll(st *State) {
 		m.polls[0].Add(1)
 	} else {
 		m.polls[1].Add(1)
+	}
+	if st.Err == nil && st.Snapshot != nil {
+		m.lastOK.Store(st.At.UnixNano())
 	}
 	m.pollSum.Add(int64(st.Took))
 	for i, b := range pollBuckets {
@@ -133,8 +138,9 @@ func (m *Metrics) Write(in Input, pol Policy) []byte {
 			fmt.Fprintf(&b, "vipguard_agent_replication_lag_seconds %s\n", ftoa(r.Lag.Seconds()))
 		}
 	}
+	m.writeState(&b, in, pol, ok)
 	help("vipguard_agent_up", "gauge", "1 when the role would be answered up (drain counts as up).")
-	for _, r := range []Role{RoleWriter, RoleReader, RoleReadOnly, RoleHealth} {
+	for _, r := range []Role{RoleWriter, RoleReader, RoleReadOnly, RoleHealth, RoleLiveness, RoleReadiness} {
 		a := Decide(pol, r, in, 0)
 		fmt.Fprintf(&b, "vipguard_agent_up{role=%q} %d\n", r.String(), b2i(a.Verdict == Up || a.Verdict == Drain))
 	}
