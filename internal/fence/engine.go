@@ -156,7 +156,7 @@ func (e *Engine) watch(ctx context.Context, gen uint64) (context.Context, contex
 }
 
 // superseded reports whether ctx ended because a newer event arrived.
-func superseded(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrSuperseded) }
+func isSuperseded(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrSuperseded) }
 
 // writeOutcome records o if gen is still the newest event.
 func (e *Engine) writeOutcome(gen uint64, o state.Outcome) {

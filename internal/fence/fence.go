@@ -477,10 +477,9 @@ func (e *Engine) fenceWhenBack(parent context.Context, gen uint64, db *sql.DB) (
 
 // fence handles BACKUP, FAULT, STOP and DELETED on this node.
 func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
-	n := e.Cfg.Notify
 	stop := ev.State == "STOP" || ev.State == "DELETED"
 	// A STOP must fit before keepalived's SIGKILL: urgent steps first.
-	budget, fenceFor, lockWait := fenceBudget(n, stop)
+	budget, fenceFor, lockWait := fenceBudget(e.Cfg.Notify, stop)
 	e.plan("plan for %s: fence this node (read_only=ON while killing client threads, confirm, record position, reset stale VIP clients, verify replication)", ev)
 	// A fence is not stopped by SIGTERM: finishing it only makes the node
 	// safer. Only a newer event (or its own deadline) ends it.
@@ -489,11 +488,11 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	ctx, unwatch := e.watch(ctx, gen)
 	defer unwatch()
 	all := e.step("fence", "budget", budget)
+	superseded := func() error { all(ErrSuperseded); return ErrSuperseded }
 
 	l, err := e.runLock(ctx, lockWait)
-	if superseded(ctx) {
-		all(ErrSuperseded)
-		return ErrSuperseded
+	if isSuperseded(ctx) {
+		return superseded()
 	}
 	if err != nil {
 		e.Log.Warn("run lock busy; fencing without it (read_only=ON is always safe)")
@@ -508,43 +507,25 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	}
 	defer db.Close()
 
-	fctx, fcancel := context.WithTimeout(ctx, fenceFor)
-	done := e.step("fence.local")
-	rep, err := e.fenceServer(fctx, db, "local")
-	for probe.ConnectionLost(err) && fctx.Err() == nil {
-		// The peer's promotion fences this server too and kills our
-		// connections: harmless, start over on fresh ones.
-		e.Log.Info("fence connection killed (the peer is fencing too); again", "err", err)
-		rep, err = e.fenceServer(fctx, db, "local")
-	}
-	fcancel()
-	done(err, e.killedKey(), rep.Killed, "rounds", rep.Rounds, "position", rep.Position)
-	if superseded(ctx) {
-		all(ErrSuperseded)
-		return ErrSuperseded
-	}
-	if err != nil && rep.Version.Flavor == 0 && !stop && !superseded(ctx) && hung(err) {
-		// Unreachable is not the same as not writable: a frozen
-		// (SIGSTOPped, swapping, hung) mysqld comes back exactly as it
-		// was, writable. Keep trying, without the run lock, for as long as
-		// this is the newest event, so read_only lands the moment it
-		// answers rather than at keepalived's next transition.
-		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby,
-			Reason: "fence failed, retrying until the server answers: " + err.Error()})
-		l.Unlock()
-		if late, lerr := e.fenceWhenBack(parent, gen, db); lerr == nil {
-			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseDone, Role: state.RoleStandby,
-				FinalPosition: late.Position.String(), Position: toState(late.Position),
-				Reason: "fenced late: the server did not answer at first; replication is verified by the next event"})
-			all(nil, "late", true)
-			return nil
-		}
+	rep, err := e.fenceLocal(ctx, db, fenceFor)
+	if isSuperseded(ctx) {
+		return superseded()
 	}
 	if err != nil {
-		// A server reached but not fenced must not look fit.
-		o := state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "fence failed: " + err.Error()}
-		o.Unfit = rep.Version.Flavor != 0
+		o, retry := fenceFailedRule(ev.State, err, rep.Version.Flavor != 0, stop)
 		e.writeOutcome(gen, o)
+		if retry {
+			// Unreachable is not unwritable: keep trying while this is
+			// the newest event, without the run lock, so read_only lands
+			// the moment the server answers.
+			l.Unlock()
+			if late, lerr := e.fenceWhenBack(parent, gen, db); lerr == nil {
+				e.writeOutcome(gen, lateFencedOutcome(ev.State, late.Position))
+				all(nil, "late", true)
+				return nil
+			}
+			e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "fence failed: " + err.Error()})
+		}
 		all(err)
 		return fmt.Errorf("fencing local server: %w", err)
 	}
@@ -552,51 +533,108 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	// Recorded at once: keepalived may SIGKILL a STOP run any moment now.
 	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseRunning, Role: state.RoleStandby,
 		FinalPosition: pos.String(), Position: toState(pos)})
+	e.resetStaleClients(ctx)
 
-	if vip := e.Cfg.VIP.Address; vip != "" && *n.ResetClients && e.ResetClients != nil {
-		done := e.step("reset_clients", "vip", vip)
-		if e.DryRun {
-			e.plan("  would reset stale TCP clients of %s and close the local sockets", vip)
-			done(nil)
-		} else {
-			done(e.ResetClients(ctx, vip, e.Log))
-		}
-	}
-
-	unfit, why := false, ""
+	why := ""
 	if stop {
 		// Best effort in what is left of the second; nothing is
 		// restarted at shutdown (mysqld may be stopping too).
 		e.Log.Info("STOP: replication check skipped")
 	} else {
-		rctx, rcancel := context.WithTimeout(ctx, n.ReplicationTimeout.Duration)
-		done := e.step("replication")
-		why, err = e.ensureReplication(rctx, db, rep.Version)
-		rcancel()
-		done(err, "problem", why)
-		if superseded(ctx) {
-			all(ErrSuperseded)
-			return ErrSuperseded
-		}
-		if err != nil {
-			why = err.Error()
-		}
-		unfit = why != ""
-		if unfit {
-			e.Log.Error("NOT REPLICATING: this node is marked unfit for promotion", "reason", why)
+		why = e.verifyReplication(ctx, db, rep.Version)
+		if isSuperseded(ctx) {
+			return superseded()
 		}
 	}
-	phase := state.PhaseDone
-	if unfit {
-		phase = state.PhaseFailed
-	}
-	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: phase, Role: state.RoleStandby, Unfit: unfit,
-		Reason: why, FinalPosition: pos.String(), Position: toState(pos)})
-	all(nil, "position", pos, "unfit", unfit)
-	if unfit {
+	o := fencedOutcome(ev.State, pos, why)
+	e.writeOutcome(gen, o)
+	all(nil, "position", pos, "unfit", o.Unfit)
+	if o.Unfit {
 		return fmt.Errorf("replication: %s", why)
 	}
 	return nil
+}
+
+// fenceLocal fences the local server within fenceFor. The peer's promotion
+// fences this server too and kills our connections: harmless, it starts
+// over on fresh ones.
+func (e *Engine) fenceLocal(ctx context.Context, db *sql.DB, fenceFor time.Duration) (fenceReport, error) {
+	fctx, fcancel := context.WithTimeout(ctx, fenceFor)
+	defer fcancel()
+	done := e.step("fence.local")
+	rep, err := e.fenceServer(fctx, db, "local")
+	for probe.ConnectionLost(err) && fctx.Err() == nil {
+		e.Log.Info("fence connection killed (the peer is fencing too); again", "err", err)
+		rep, err = e.fenceServer(fctx, db, "local")
+	}
+	done(err, e.killedKey(), rep.Killed, "rounds", rep.Rounds, "position", rep.Position)
+	return rep, err
+}
+
+// fenceFailedRule decides what a failed local fence leaves. A server that
+// answered but could not be fenced must not look fit. One that never
+// answered in time (frozen, swapping, hung) is not thereby unwritable: it
+// comes back exactly as it was, so the fence goes on trying (retry) — but
+// not at STOP, which has no time, and not when it is simply not running
+// (a restarted mysqld comes back read-only from my.cnf).
+func fenceFailedRule(event string, err error, reached, stop bool) (o state.Outcome, retry bool) {
+	o = state.Outcome{Event: event, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "fence failed: " + err.Error(), Unfit: reached}
+	if !reached && !stop && hung(err) {
+		o.Reason = "fence failed, retrying until the server answers: " + err.Error()
+		return o, true
+	}
+	return o, false
+}
+
+// lateFencedOutcome is what a fence that succeeded once a hung server
+// answered leaves.
+func lateFencedOutcome(event string, pos probe.Position) state.Outcome {
+	return state.Outcome{Event: event, Phase: state.PhaseDone, Role: state.RoleStandby,
+		FinalPosition: pos.String(), Position: toState(pos),
+		Reason: "fenced late: the server did not answer at first; replication is verified by the next event"}
+}
+
+// fencedOutcome is what a completed fence leaves: a standby, unfit when it
+// does not replicate (problem says why).
+func fencedOutcome(event string, pos probe.Position, problem string) state.Outcome {
+	o := state.Outcome{Event: event, Phase: state.PhaseDone, Role: state.RoleStandby,
+		Reason: problem, FinalPosition: pos.String(), Position: toState(pos)}
+	if problem != "" {
+		o.Phase, o.Unfit = state.PhaseFailed, true
+	}
+	return o
+}
+
+// resetStaleClients resets the VIP's stale TCP clients, when configured.
+func (e *Engine) resetStaleClients(ctx context.Context) {
+	vip := e.Cfg.VIP.Address
+	if vip == "" || !*e.Cfg.Notify.ResetClients || e.ResetClients == nil {
+		return
+	}
+	done := e.step("reset_clients", "vip", vip)
+	if e.DryRun {
+		e.plan("  would reset stale TCP clients of %s and close the local sockets", vip)
+		done(nil)
+		return
+	}
+	done(e.ResetClients(ctx, vip, e.Log))
+}
+
+// verifyReplication makes sure the fenced node replicates, within
+// replication_timeout, and returns the problem ("" when it does).
+func (e *Engine) verifyReplication(ctx context.Context, db *sql.DB, v probe.Version) string {
+	rctx, rcancel := context.WithTimeout(ctx, e.Cfg.Notify.ReplicationTimeout.Duration)
+	defer rcancel()
+	done := e.step("replication")
+	why, err := e.ensureReplication(rctx, db, v)
+	done(err, "problem", why)
+	if err != nil {
+		why = err.Error()
+	}
+	if why != "" {
+		e.Log.Error("NOT REPLICATING: this node is marked unfit for promotion", "reason", why)
+	}
+	return why
 }
 
 // ensureReplication makes sure this node replicates and ends with the IO

@@ -30,73 +30,11 @@ type queued struct {
 // DELETED has been handled after that, at EOF, or after FIFOQuiet without
 // a line.
 func (e *Engine) ServeFIFO(ctx context.Context, r io.Reader) error {
-	var (
-		mu      sync.Mutex
-		queue   []queued
-		eof     bool
-		lastMsg = time.Now()
-	)
-	wake := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	go func() {
-		br := bufio.NewReaderSize(r, 4096)
-		for {
-			line, err := readLine(br)
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					e.Log.Error("reading fifo", "err", err)
-				}
-				break
-			}
-			if line == "" {
-				continue
-			}
-			ev, ok, err := ParseFIFOLine(line)
-			if err != nil {
-				e.Log.Warn("unreadable fifo line ignored", "line", line, "err", err)
-				continue
-			}
-			if !ok || ev.Action() == Ignore {
-				continue
-			}
-			if !e.Relevant(ev) {
-				e.Log.Info("event for another instance: ignored", "instance", ev.Name)
-				continue
-			}
-			// Bounded by Bump's own deadline; the pipe keeps buffering
-			// meanwhile (64 KiB, hundreds of lines).
-			gen, err := e.Bump(context.WithoutCancel(ctx), ev)
-			if err != nil {
-				e.Log.Error("cannot record event", "event", ev, "err", err)
-			}
-			mu.Lock()
-			queue = append(queue, queued{ev, gen})
-			lastMsg = time.Now()
-			mu.Unlock()
-			poke()
-		}
-		mu.Lock()
-		eof = true
-		mu.Unlock()
-		poke()
-	}()
-
+	q := &fifoQueue{lastMsg: time.Now(), wake: make(chan struct{}, 1)}
+	go e.readFIFO(ctx, r, q)
 	var stopSeen bool
 	for {
-		mu.Lock()
-		var next *queued
-		if len(queue) > 0 {
-			q := queue[0]
-			queue = queue[1:]
-			next = &q
-		}
-		done, quiet := eof && next == nil, time.Since(lastMsg)
-		mu.Unlock()
+		next, done, quiet := q.pop()
 		if done {
 			return nil
 		}
@@ -105,7 +43,7 @@ func (e *Engine) ServeFIFO(ctx context.Context, r io.Reader) error {
 				return nil
 			}
 			select {
-			case <-wake:
+			case <-q.wake:
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
@@ -123,6 +61,89 @@ func (e *Engine) ServeFIFO(ctx context.Context, r io.Reader) error {
 		if ctx.Err() != nil && (next.ev.State == "STOP" || next.ev.State == "DELETED") {
 			stopSeen = true
 		}
+	}
+}
+
+// fifoQueue hands recorded events from the reader to the handler.
+type fifoQueue struct {
+	mu      sync.Mutex
+	queue   []queued
+	eof     bool
+	lastMsg time.Time
+	wake    chan struct{}
+}
+
+func (q *fifoQueue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *fifoQueue) push(it queued) {
+	q.mu.Lock()
+	q.queue = append(q.queue, it)
+	q.lastMsg = time.Now()
+	q.mu.Unlock()
+	q.poke()
+}
+
+func (q *fifoQueue) close() {
+	q.mu.Lock()
+	q.eof = true
+	q.mu.Unlock()
+	q.poke()
+}
+
+// pop takes the oldest event; done when the FIFO ended and nothing is
+// left; quiet is how long since keepalived last wrote.
+func (q *fifoQueue) pop() (next *queued, done bool, quiet time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.queue) > 0 {
+		it := q.queue[0]
+		q.queue = q.queue[1:]
+		next = &it
+	}
+	return next, q.eof && next == nil, time.Since(q.lastMsg)
+}
+
+// readFIFO reads keepalived's lines, records each relevant event at once
+// (a newer event must supersede a running one without waiting for it) and
+// queues it for the handler.
+func (e *Engine) readFIFO(ctx context.Context, r io.Reader, q *fifoQueue) {
+	defer q.close()
+	br := bufio.NewReaderSize(r, 4096)
+	for {
+		line, err := readLine(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				e.Log.Error("reading fifo", "err", err)
+			}
+			return
+		}
+		if line == "" {
+			continue
+		}
+		ev, ok, err := ParseFIFOLine(line)
+		if err != nil {
+			e.Log.Warn("unreadable fifo line ignored", "line", line, "err", err)
+			continue
+		}
+		if !ok || ev.Action() == Ignore {
+			continue
+		}
+		if !e.Relevant(ev) {
+			e.Log.Info("event for another instance: ignored", "instance", ev.Name)
+			continue
+		}
+		// Bounded by Bump's own deadline; the pipe keeps buffering
+		// meanwhile (64 KiB, hundreds of lines).
+		gen, err := e.Bump(context.WithoutCancel(ctx), ev)
+		if err != nil {
+			e.Log.Error("cannot record event", "event", ev, "err", err)
+		}
+		q.push(queued{ev, gen})
 	}
 }
 

@@ -2,6 +2,7 @@ package fence
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -52,7 +53,7 @@ type promotion struct {
 // end turns an abort into the documented result: superseded runs leave
 // everything to the newer event; a signal leaves the node read-only.
 func (p *promotion) end(err error) error {
-	if superseded(p.ctx) {
+	if isSuperseded(p.ctx) {
 		p.all(ErrSuperseded)
 		return ErrSuperseded
 	}
@@ -105,40 +106,21 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		return p.stop(v)
 	}
 
-	db, err := open(e.localTarget())
-	if err != nil {
-		return p.end(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
+	local, err := e.openLocal(ctx)
 	if err != nil {
 		e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseFailed, Role: state.RoleStandby, Reason: "local server unreachable"})
-		return p.end(fmt.Errorf("connecting to local server: %w", err))
-	}
-	defer conn.Close()
-	pr := probe.Prober{Q: conn, QueryTimeout: e.Cfg.MySQL.QueryTimeout.Duration}
-	v, selfID, err := pr.Version(ctx)
-	if err != nil {
 		return p.end(err)
 	}
-	a := e.admin(conn, v, "local")
+	defer local.close()
+	a, selfID := local.admin, local.serverID
 
 	// 1. Fence the peer and take its final position.
-	peerPos, reached, perr := e.fencePeer(ctx)
+	peerPos, v := p.fencePeer()
 	if ctx.Err() != nil {
 		return p.end(ctx.Err())
 	}
-	var w *check.Witness
-	if perr != nil && !reached {
-		// Silent: dead, or this node is the one cut off. mysqlcheck will
-		// fail here too, but this event must not open writes meanwhile.
-		w = check.AskWitnesses(ctx, e.Cfg)
-		e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", perr, "witness", w.Describe())
-	}
-	if v := peerRule(ev.State, peerFinding{Reached: reached, Err: perr}, w); v.Stop {
+	if v.Stop {
 		return p.stop(v)
-	} else if v.Warn != "" {
-		e.Log.Warn(v.Warn)
 	}
 
 	// 2. Catch-up gate, and the policy on its verdict.
@@ -179,6 +161,57 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	e.writeOutcome(gen, openedOutcome(ev.State, met, why))
 	p.all(nil, "caught_up", met)
 	return nil
+}
+
+// localSession is the promotion's one connection to the local server.
+type localSession struct {
+	db       *sql.DB
+	conn     *sql.Conn
+	admin    *probe.Admin
+	serverID uint32
+}
+
+func (s *localSession) close() {
+	s.conn.Close()
+	s.db.Close()
+}
+
+// openLocal connects to the local server and reads its version.
+func (e *Engine) openLocal(ctx context.Context) (*localSession, error) {
+	db, err := open(e.localTarget())
+	if err != nil {
+		return nil, err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connecting to local server: %w", err)
+	}
+	v, id, err := (&probe.Prober{Q: conn, QueryTimeout: e.Cfg.MySQL.QueryTimeout.Duration}).Version(ctx)
+	if err != nil {
+		conn.Close()
+		db.Close()
+		return nil, fmt.Errorf("local server: %w", err)
+	}
+	return &localSession{db: db, conn: conn, admin: e.admin(conn, v, "local"), serverID: id}, nil
+}
+
+// fencePeer fences the peer and applies peerRule: its final position, or
+// nil when it does not answer and the promotion may go on without it.
+func (p *promotion) fencePeer() (*probe.Position, verdict) {
+	pos, reached, err := p.e.fencePeer(p.ctx)
+	var w *check.Witness
+	if err != nil && !reached && p.ctx.Err() == nil {
+		// Silent: dead, or this node is the one cut off. mysqlcheck will
+		// fail here too, but this event must not open writes meanwhile.
+		w = check.AskWitnesses(p.ctx, p.e.Cfg)
+		p.e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", err, "witness", w.Describe())
+	}
+	v := peerRule(p.ev.State, peerFinding{Reached: reached, Err: err}, w)
+	if v.Warn != "" {
+		p.e.Log.Warn(v.Warn)
+	}
+	return pos, v
 }
 
 // planPromotion says in a dry run what a promotion would do.

@@ -1,7 +1,9 @@
 package fence
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -132,5 +134,37 @@ func TestPlanRound(t *testing.T) {
 	denied := map[uint64]string{2: "not allowed"}
 	if p, _ = planRound(th(2), true, mustGo, denied); !p.Done || len(p.Kill) != 0 {
 		t.Fatalf("denied: %+v", p)
+	}
+}
+
+func TestFenceOutcomeRules(t *testing.T) {
+	frozen := fmt.Errorf("connecting to local: %w", context.DeadlineExceeded)
+	refused := errors.New("dial unix /run/mysqld/mysqld.sock: connect: connection refused")
+	for _, tc := range []struct {
+		name          string
+		err           error
+		reached, stop bool
+		retry, unfit  bool
+		reason        string
+	}{
+		{"frozen server: keep trying", frozen, false, false, true, false, "retrying until the server answers"},
+		{"frozen at STOP: no time", frozen, false, true, false, false, "fence failed: connecting"},
+		{"not running: comes back read-only", refused, false, false, false, false, "fence failed: dial unix"},
+		{"answered but not fenced: unfit", errors.New("read_only could not be set"), true, false, false, true, "fence failed: read_only"},
+	} {
+		o, retry := fenceFailedRule("FAULT", tc.err, tc.reached, tc.stop)
+		if retry != tc.retry || o.Unfit != tc.unfit || o.Phase != state.PhaseFailed || o.Role != state.RoleStandby || !strings.Contains(o.Reason, tc.reason) {
+			t.Errorf("%s: retry=%v %+v", tc.name, retry, o)
+		}
+	}
+	pos := probe.Position{GTID: "1-1-5"}
+	if o := fencedOutcome("BACKUP", pos, ""); o.Phase != state.PhaseDone || o.Unfit || o.FinalPosition != "gtid=1-1-5" || o.Position == nil {
+		t.Errorf("fenced: %+v", o)
+	}
+	if o := fencedOutcome("BACKUP", pos, "IO thread stopped"); o.Phase != state.PhaseFailed || !o.Unfit || o.Reason != "IO thread stopped" {
+		t.Errorf("not replicating: %+v", o)
+	}
+	if o := lateFencedOutcome("FAULT", pos); o.Phase != state.PhaseDone || o.Unfit || !strings.Contains(o.Reason, "fenced late") {
+		t.Errorf("late: %+v", o)
 	}
 }
