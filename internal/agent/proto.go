@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/nodestatus"
 )
 
 // Limits on what a client may send. HAProxy's agent-send is one short word
@@ -46,6 +47,8 @@ type Request struct {
 	// check (400, 404, 405); Problem says why.
 	Status  int
 	Problem string
+	// StatusDoc asks for the node's status document (status_json.go).
+	StatusDoc bool
 }
 
 // Errors that end a connection without an answer.
@@ -252,6 +255,13 @@ func parseTarget(req *Request, target string) {
 	}
 	path, rawQuery, _ := strings.Cut(target, "?")
 	req.Path = path
+	if path == nodestatus.Path {
+		req.StatusDoc = true
+		if rawQuery != "" {
+			req.Status, req.Problem = 400, "the status document takes no query parameters"
+		}
+		return
+	}
 	role, ok := httpPaths[path]
 	if !ok {
 		req.Status, req.Problem = 404, "no such check (try /writer, /reader, /read-only, /health, /liveness, /readiness, /metrics)"

@@ -134,6 +134,8 @@ func (s *Server) appendResponse(rb *respBuf, req Request) []byte {
 	switch {
 	case req.Status != 0:
 		status, rb.body = req.Status, appendErrorBody(rb.body[:0], req.Problem)
+	case req.StatusDoc:
+		status, rb.body = 200, s.appendStatusJSON(rb.body[:0], now)
 	case req.Role == RoleMetrics:
 		status, ctype, rb.body = 200, prometheusType, s.appendLearnMetrics(s.allowMetrics.appendTo(s.Metrics.Write(s.Input(now), s.Policy())))
 	default:

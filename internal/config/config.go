@@ -99,6 +99,10 @@ type Peer struct {
 	// Password for User. Default: mysql.password (when User is also
 	// defaulted). A file holding a password must not be readable by others.
 	Password string `toml:"password"`
+	// Agent is the peer's agentcheck HTTP address ("host:port"), where
+	// vipguard status and switchover read the peer's state
+	// (/status.json). Default: host, with the port of agent.http_listen.
+	Agent string `toml:"agent"`
 }
 
 // VIP is the virtual IP keepalived manages.
@@ -474,6 +478,11 @@ func (c *Config) Validate() error {
 	}
 	checkPort("mysql.port", c.MySQL.Port)
 	checkPort("peer.port", c.Peer.Port)
+	if a := c.Peer.Agent; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad("peer.agent %q is not a host:port address", a)
+		}
+	}
 	positive := func(key string, d Duration) {
 		if d.Duration <= 0 {
 			bad("%s must be positive, got %q", key, d.String())

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/agent"
+	"github.com/vipguard/vipguard/internal/check"
+	"github.com/vipguard/vipguard/internal/cli"
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/nodestatus"
+)
+
+type statusCmd struct {
+	JSON    bool          `help:"Print one JSON document: {\"local\": ..., \"peer\": ..., \"problems\": [...]}."`
+	Timeout time.Duration `default:"3s" help:"Bound on reading the peer's agentcheck."`
+}
+
+// pairView is what status shows: both nodes, and what is wrong with the
+// pair as a whole.
+type pairView struct {
+	Local *nodestatus.Status `json:"local"`
+	// Peer is nil when it could not be read; PeerError says why.
+	Peer      *nodestatus.Status `json:"peer"`
+	PeerAddr  string             `json:"peer_agent,omitempty"`
+	PeerError string             `json:"peer_error,omitempty"`
+	Problems  []string           `json:"problems"`
+}
+
+func (s *statusCmd) run(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
+	cfg, err := g.Load()
+	if err != nil {
+		return err
+	}
+	v := readPair(ctx, cfg, s.Timeout)
+	if s.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+	} else {
+		writeText(stdout, v)
+	}
+	return v.verdict()
+}
+
+// verdict is status's exit: a node that could not be read is a warning; a
+// pair that is wrong (two writers, the VIP astray) a problem.
+func (v *pairView) verdict() error {
+	switch {
+	case v.Local.MySQL != nil && v.Peer != nil && len(v.Problems) > 0:
+		return errProblem
+	case v.Local.MySQL == nil || (v.Peer == nil && v.PeerAddr != ""):
+		return errWarning
+	}
+	return nil
+}
+
+// readLocal polls this node once, as agentcheck does, and asks the
+// witnesses, as mysqlcheck does.
+func readLocal(ctx context.Context, cfg *config.Config) *nodestatus.Status {
+	srv := agent.NewServer(cfg, slog.New(slog.DiscardHandler))
+	asked := make(chan *check.Witness, 1)
+	wctx, cancel := context.WithTimeout(ctx, cfg.Check.Timeout.Duration)
+	defer cancel()
+	go func() { asked <- check.AskWitnesses(wctx, cfg) }()
+	srv.Poller.PollOnce(ctx)
+	st := srv.NodeStatus(time.Now(), <-asked)
+	return &st
+}
+
+// readPair reads both nodes at once.
+func readPair(ctx context.Context, cfg *config.Config, timeout time.Duration) *pairView {
+	v := &pairView{}
+	type peerRes struct {
+		st  *nodestatus.Status
+		err error
+	}
+	peer := make(chan peerRes, 1)
+	addr, aerr := nodestatus.PeerAddress(cfg)
+	if aerr == nil {
+		v.PeerAddr = addr
+		go func() {
+			st, err := nodestatus.Fetch(ctx, addr, timeout)
+			peer <- peerRes{st, err}
+		}()
+	}
+	v.Local = readLocal(ctx, cfg)
+	if aerr != nil {
+		v.PeerError = aerr.Error()
+	} else if r := <-peer; r.err != nil {
+		v.PeerError = r.err.Error()
+	} else {
+		v.Peer = r.st
+	}
+	v.Problems = nodestatus.PairProblems(v.Local, v.Peer)
+	if v.PeerAddr == "" {
+		v.Problems = nil // a single node: nothing to judge as a pair
+	}
+	if v.Problems == nil {
+		v.Problems = []string{}
+	}
+	return v
+}
+
+// writeText renders the view for a terminal; everything that came from a
+// server, a state file or the peer is escaped (cli.Printable).
+func writeText(w io.Writer, v *pairView) {
+	writeNode(w, v.Local, "this node")
+	fmt.Fprintln(w)
+	switch {
+	case v.Peer != nil:
+		writeNode(w, v.Peer, "peer, via "+v.PeerAddr)
+	case v.PeerAddr == "":
+		fmt.Fprintf(w, "peer: %s\n", cli.Printable(v.PeerError))
+	default:
+		fmt.Fprintf(w, "peer (%s): UNREACHABLE, state unknown\n  %s\n", v.PeerAddr, cli.Printable(v.PeerError))
+	}
+	if v.PeerAddr != "" {
+		fmt.Fprintln(w)
+		if len(v.Problems) == 0 && v.Peer != nil {
+			fmt.Fprintln(w, "pair: ok")
+		}
+		for _, p := range v.Problems {
+			fmt.Fprintf(w, "pair: %s\n", cli.Printable(p))
+		}
+	}
+}
+
+func writeNode(w io.Writer, s *nodestatus.Status, label string) {
+	p := cli.Printable
+	line := func(key, format string, a ...any) {
+		fmt.Fprintf(w, "  %-13s%s\n", key+":", p(fmt.Sprintf(format, a...)))
+	}
+	fmt.Fprintf(w, "%s (%s)\n", p(s.Host), label)
+	line("role", "%s: %s", s.Role, s.Why)
+	if s.VIP != nil {
+		held := "not here"
+		if s.VIP.Held {
+			held = "HELD HERE"
+		}
+		if s.VIP.Error != "" {
+			held = "unknown: " + s.VIP.Error
+		}
+		line("vip", "%s %s", s.VIP.Address, held)
+	}
+	if m := s.MySQL; m != nil {
+		line("mysql", "%s server_id=%d read_only=%v gtid=%s", m.Version, m.ServerID, m.ReadOnly || m.SuperReadOnly, orNone(m.GTID))
+		if len(m.Replicas) == 0 {
+			line("replication", "none")
+		}
+		for _, r := range m.Replicas {
+			line("replication", "%s", r.Describe())
+		}
+	} else {
+		line("mysql", "UNREADABLE: %s", s.PollError)
+	}
+	if s.Reason == s.Why {
+		line("verdict", "%s (as above)", s.Verdict)
+	} else {
+		line("verdict", "%s: %s", s.Verdict, s.Reason)
+	}
+	if m := s.Maintenance; m.On {
+		since := ""
+		if m.Since != nil {
+			since = " since " + m.Since.Format(time.RFC3339)
+		}
+		line("maintenance", "ON%s by %s (%s)", since, orNone(m.By), m.Reason)
+	} else {
+		line("maintenance", "off")
+	}
+	switch n := s.Notify; {
+	case s.NotifyError != "":
+		line("notify", "unreadable outcome: %s", s.NotifyError)
+	case n == nil:
+		line("notify", "no transition recorded")
+	default:
+		unfit := ""
+		if n.Unfit {
+			unfit = ", UNFIT"
+		}
+		line("notify", "keepalived %s, %s, role %s%s, at %s: %s", n.Event, n.Phase, n.Role, unfit, n.At.Format(time.RFC3339), orNone(n.Reason))
+	}
+	line("witnesses", "%s", s.Witnesses)
+	for i, a := range s.Answers {
+		key := ""
+		if i == 0 {
+			key = "agentcheck"
+		}
+		ans := a.Status
+		if a.Weight >= 0 {
+			ans += fmt.Sprintf(" %d%%", a.Weight)
+		}
+		why := p(a.Reason)
+		if a.Reason == s.Reason || a.Reason == s.Why {
+			why = "(as above)"
+		}
+		fmt.Fprintf(w, "  %-13s%-10s %-8s %d  %s\n", key+strings.Repeat(":", min(1, len(key))), a.Check, ans, a.HTTP, why)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
