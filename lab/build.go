@@ -43,7 +43,7 @@ func goTool() string {
 	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
-// HasNotify reports whether cmd/notify exists in the tree (issue 4).
+// HasNotify reports whether cmd/notify exists in the tree.
 func HasNotify(root string) bool {
 	_, err := os.Stat(filepath.Join(root, "cmd", "notify"))
 	return err == nil
@@ -93,7 +93,7 @@ func build(ctx context.Context, root, binDir string, notify bool) error {
 // "done" after a MASTER that opened writes, role "standby" otherwise. It
 // promises nothing cmd/notify promises; the file says so in its reason.
 const naiveNotify = `#!/bin/sh
-# Lab STAND-IN for vipguard notify (issue 4): TODAY'S REALITY, it only toggles
+# Lab STAND-IN for vipguard notify: what most installations run, it only toggles
 # read_only, then records the outcome agentcheck reads.
 # Args: SOCKET LOGFILE STATEDIR, then keepalived's TYPE NAME STATE PRIORITY.
 sock=$1 log=$2 statedir=$3 state=$6

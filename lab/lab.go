@@ -338,7 +338,7 @@ func (l *Lab) writeNodeConfig(n *Node) error {
 	}
 	// The example's notify line runs cmd/notify; with StandIn a script
 	// that only toggles read_only emulates what most installations run
-	// today (issue 4), writing the outcome file agentcheck needs to call a
+	// today, writing the outcome file agentcheck needs to call a
 	// writable node the writer.
 	p := KeepalivedParams{Self: n.Name, Peer: n.Peer, Interface: l.Net.IfName(n.Name),
 		Mysqlcheck: filepath.Join(l.Bin, "mysqlcheck"), Config: n.Config, Notify: filepath.Join(n.Dir, "notify")}

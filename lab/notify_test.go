@@ -13,16 +13,16 @@ import (
 	"github.com/vipguard/vipguard/internal/state"
 )
 
-// The scenarios of issue 4 ("Done when"): cmd/notify run by keepalived
-// from examples/keepalived/keepalived.conf. They need cmd/notify, so they
-// skip under the stand-in (VIPGUARD_LAB_STANDIN=1), which is known to fail
-// them (issue 4, "Today's reality").
+// notify's scenarios: cmd/notify run by keepalived from
+// examples/keepalived/keepalived.conf. They need cmd/notify, so they skip
+// under the stand-in (VIPGUARD_LAB_STANDIN=1), which only toggles
+// read_only and is known to fail them.
 
 func needNotify(t *testing.T) *Lab {
 	t.Helper()
 	l := needLab(t)
 	if l.Opts.StandIn {
-		t.Skip("the lab runs the stand-in notify: issue 4's scenarios need cmd/notify")
+		t.Skip("the lab runs the stand-in notify: these scenarios need cmd/notify")
 	}
 	return l
 }

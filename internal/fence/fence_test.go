@@ -9,7 +9,7 @@ import (
 	"github.com/vipguard/vipguard/internal/mariadbtest"
 )
 
-// The incident of seed 000: a slow autocommit INSERT running on the writer
+// The duplicate-key incident: a slow autocommit INSERT running on the writer
 // when it is fenced must be killed and gone before read_only is confirmed,
 // so it can never commit after the peer took over.
 func TestFenceKillsSlowInsert(t *testing.T) {
@@ -92,8 +92,8 @@ func TestFenceRestartsReplication(t *testing.T) {
 	}
 }
 
-// A replication that cannot be restarted marks the node unfit (seed 003:
-// a node that looked healthy while not replicating).
+// A replication that cannot be restarted marks the node unfit: it
+// must never look healthy while not replicating.
 func TestFenceUnfitWhenReplicationBroken(t *testing.T) {
 	a, b := pair(t, mariadbtest.PairOptions{})
 	ctx := context.Background()

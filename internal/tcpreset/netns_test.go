@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// The stale-client scenario of seed 002 in network namespaces created (and
+// The stale-client scenario in network namespaces created (and
 // removed) here, with addresses from 192.0.2.0/24 only: idle clients
 // connected to the VIP on node "o"; the VIP moves to node "n"; sending one
 // out-of-window segment per connection from o makes every client close

@@ -1,5 +1,5 @@
 // Package tcpreset ends the TCP connections clients still hold to the VIP on
-// a node that just lost it (seed 002: clients stay ESTABLISHED to a node
+// a node that just lost it (after a failover, clients stay ESTABLISHED to a node
 // that can no longer answer them, until their next write times out).
 //
 // The node cannot send from the VIP any more through normal sockets, so for
