@@ -58,15 +58,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, command, &c, os.Stdin, os.Stdout, os.Stderr)
-	if err != nil && !errors.Is(err, errReported) {
+	if err != nil {
 		cli.Errorf(os.Stderr, prog, "%v", err)
 	}
 	stop()
 	os.Exit(exitCode(err))
 }
-
-// errReported marks an error already told to the user.
-var errReported = errors.New("reported")
 
 // exitCode is the one place mapping run's result to the process status.
 func exitCode(err error) int { return cli.ExitCode(err) }

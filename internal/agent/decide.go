@@ -181,10 +181,7 @@ func Decide(p Policy, role Role, in Input, maxLag time.Duration) Answer {
 	// operator's maintenance flag on top.
 	a = decideRole(p, role, s, cin, maxLag, a)
 	if m := in.Maintenance; m.On || in.MaintErr != nil {
-		why := "maintenance mode is on"
-		if m.Reason != "" {
-			why += fmt.Sprintf(" (%s)", m.Reason)
-		}
+		why := m.Describe(false)
 		if a.Verdict != Up {
 			a.Reason = why + "; and " + a.Reason
 			return a

@@ -75,14 +75,7 @@ func verdict(st Status, role, format string, a ...any) Verdict {
 // Evaluate turns what was read into a verdict.
 func Evaluate(c config.Check, in Input) Verdict {
 	if m := in.Maintenance; m.On {
-		why := "maintenance mode is on"
-		if !m.Since.IsZero() {
-			why += " since " + m.Since.UTC().Format(time.RFC3339)
-		}
-		if m.Reason != "" {
-			why += fmt.Sprintf(" (%s)", m.Reason)
-		}
-		return verdict(Critical, "", "%s", why)
+		return verdict(Critical, "", "%s", m.Describe(true))
 	}
 	if w := in.Witness; w.Isolated() {
 		// Cut off from the network: whatever mysqld says, holding the VIP

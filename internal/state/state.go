@@ -45,6 +45,21 @@ type Maintenance struct {
 	By     string    `json:"by,omitempty"`
 }
 
+// Describe says why a check fails while maintenance is on: "maintenance
+// mode is on since <when> (<reason>)". withSince leaves the time out where
+// the answer must stay short (agentcheck's, which HAProxy shows on its
+// status page next to its own timestamps).
+func (m Maintenance) Describe(withSince bool) string {
+	why := "maintenance mode is on"
+	if withSince && !m.Since.IsZero() {
+		why += " since " + m.Since.UTC().Format(time.RFC3339)
+	}
+	if m.Reason != "" {
+		why += " (" + m.Reason + ")"
+	}
+	return why
+}
+
 // MaintenancePath is the flag file; its presence means maintenance is on.
 func (d Dir) MaintenancePath() string { return filepath.Join(string(d), maintenanceFile) }
 
