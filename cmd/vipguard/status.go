@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/agent"
-	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/cli"
-	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/nodestatus"
+	"github.com/vipguard/vipguard/internal/ops"
 )
 
 type statusCmd struct {
@@ -21,23 +18,12 @@ type statusCmd struct {
 	Timeout time.Duration `default:"3s" help:"Bound on reading the peer's agentcheck."`
 }
 
-// pairView is what status shows: both nodes, and what is wrong with the
-// pair as a whole.
-type pairView struct {
-	Local *nodestatus.Status `json:"local"`
-	// Peer is nil when it could not be read; PeerError says why.
-	Peer      *nodestatus.Status `json:"peer"`
-	PeerAddr  string             `json:"peer_agent,omitempty"`
-	PeerError string             `json:"peer_error,omitempty"`
-	Problems  []string           `json:"problems"`
-}
-
 func (s *statusCmd) run(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 	cfg, err := g.Load()
 	if err != nil {
 		return err
 	}
-	v := readPair(ctx, cfg, s.Timeout)
+	v := ops.ReadPair(ctx, cfg, s.Timeout, true)
 	if s.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -47,12 +33,12 @@ func (s *statusCmd) run(ctx context.Context, g *cli.Globals, stdout io.Writer) e
 	} else {
 		writeText(stdout, v)
 	}
-	return v.verdict()
+	return pairVerdict(v)
 }
 
 // verdict is status's exit: a node that could not be read is a warning; a
 // pair that is wrong (two writers, the VIP astray) a problem.
-func (v *pairView) verdict() error {
+func pairVerdict(v *ops.Pair) error {
 	switch {
 	case v.Local.MySQL != nil && v.Peer != nil && len(v.Problems) > 0:
 		return errProblem
@@ -62,56 +48,9 @@ func (v *pairView) verdict() error {
 	return nil
 }
 
-// readLocal polls this node once, as agentcheck does, and asks the
-// witnesses, as mysqlcheck does.
-func readLocal(ctx context.Context, cfg *config.Config) *nodestatus.Status {
-	srv := agent.NewServer(cfg, slog.New(slog.DiscardHandler))
-	asked := make(chan *check.Witness, 1)
-	wctx, cancel := context.WithTimeout(ctx, cfg.Check.Timeout.Duration)
-	defer cancel()
-	go func() { asked <- check.AskWitnesses(wctx, cfg) }()
-	srv.Poller.PollOnce(ctx)
-	st := srv.NodeStatus(time.Now(), <-asked)
-	return &st
-}
-
-// readPair reads both nodes at once.
-func readPair(ctx context.Context, cfg *config.Config, timeout time.Duration) *pairView {
-	v := &pairView{}
-	type peerRes struct {
-		st  *nodestatus.Status
-		err error
-	}
-	peer := make(chan peerRes, 1)
-	addr, aerr := nodestatus.PeerAddress(cfg)
-	if aerr == nil {
-		v.PeerAddr = addr
-		go func() {
-			st, err := nodestatus.Fetch(ctx, addr, timeout)
-			peer <- peerRes{st, err}
-		}()
-	}
-	v.Local = readLocal(ctx, cfg)
-	if aerr != nil {
-		v.PeerError = aerr.Error()
-	} else if r := <-peer; r.err != nil {
-		v.PeerError = r.err.Error()
-	} else {
-		v.Peer = r.st
-	}
-	v.Problems = nodestatus.PairProblems(v.Local, v.Peer)
-	if v.PeerAddr == "" {
-		v.Problems = nil // a single node: nothing to judge as a pair
-	}
-	if v.Problems == nil {
-		v.Problems = []string{}
-	}
-	return v
-}
-
 // writeText renders the view for a terminal; everything that came from a
 // server, a state file or the peer is escaped (cli.Printable).
-func writeText(w io.Writer, v *pairView) {
+func writeText(w io.Writer, v *ops.Pair) {
 	writeNode(w, v.Local, "this node")
 	fmt.Fprintln(w)
 	switch {
