@@ -22,7 +22,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -31,7 +30,6 @@ import (
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/systemd"
-	"github.com/vipguard/vipguard/internal/witness"
 )
 
 const prog = "agentcheck"
@@ -291,13 +289,10 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 // that there are none.
 func describeWitnesses(cfg *config.Config) string {
 	set, err := check.Witnesses(cfg)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err.Error()
-	case len(set.Addrs) == 0:
-		return witness.NoWitnessWarning
 	}
-	return set.Source.String() + " " + strings.Join(set.Addrs, ", ")
+	return set.Describe()
 }
 
 // trimLine is the agent reply without its description.

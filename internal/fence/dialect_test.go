@@ -61,15 +61,8 @@ func TestRealFenceKillDenied(t *testing.T) {
 	}
 	a.cfg.MySQL.Host, a.cfg.MySQL.Port, a.cfg.MySQL.User, a.cfg.MySQL.Password = a.s.Host, a.s.Port, weak, weakPass
 	a.cfg.Notify.FenceTimeout.Duration = 3 * time.Second
-	idle, err := appDB(t, a.s).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	if err := idle.PingContext(ctx); err != nil {
-		t.Fatal(err)
-	}
-	err = a.event(ctx, "BACKUP")
+	idleSession(t, a.s)
+	err := a.event(ctx, "BACKUP")
 	if !errors.Is(err, ErrUnkillable) || !strings.Contains(err.Error(), "CONNECTION ADMIN") {
 		t.Fatalf("fence with an unkillable session: %v, want ErrUnkillable naming CONNECTION ADMIN", err)
 	}
@@ -104,21 +97,12 @@ func TestRealGateMetWithPartialTransaction(t *testing.T) {
 	}
 	n := newNode(t, "rep", rep, src)
 	n.cfg.MySQL.QueryTimeout.Duration = 2 * time.Second
-	db, err := open(n.eng.localTarget())
+	local, err := n.eng.openLocal(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	v, selfID, err := (&probe.Prober{Q: conn, QueryTimeout: time.Second}).Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := n.eng.admin(conn, v, "local")
+	defer local.close()
+	a, selfID := local.admin, local.serverID
 	var why string
 	var reps []probe.Replica
 	deadline := time.Now().Add(15 * time.Second)

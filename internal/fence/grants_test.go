@@ -66,14 +66,7 @@ func TestRealREADMEGrantsMariaDB(t *testing.T) {
 	if v := check.Run(ctx, b.cfg); !v.Fit {
 		t.Fatalf("check with the README grants: %s", v.Reason)
 	}
-	idle, err := appDB(t, a.s).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	if err := idle.PingContext(ctx); err != nil {
-		t.Fatal(err)
-	}
+	idleSession(t, a.s)
 	if err := a.event(ctx, "BACKUP"); err != nil {
 		t.Fatalf("fence with the README grants: %v", err)
 	}

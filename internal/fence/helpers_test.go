@@ -139,3 +139,17 @@ func replicating(t testing.TB, s *mariadbtest.Server) {
 		t.Fatal(err)
 	}
 }
+
+// idleSession opens an application session on s that stays idle until the
+// test ends: a client a fence must end.
+func idleSession(t testing.TB, s *mariadbtest.Server) {
+	t.Helper()
+	c, err := appDB(t, s).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.PingContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

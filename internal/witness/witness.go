@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,6 +228,14 @@ func Select(configured []string, learned []netip.Addr, port int) Set {
 		s.Addrs = append(s.Addrs, netip.AddrPortFrom(ip, uint16(port)).String())
 	}
 	return s
+}
+
+// Describe names the witnesses, or says there are none.
+func (s Set) Describe() string {
+	if len(s.Addrs) == 0 {
+		return NoWitnessWarning
+	}
+	return s.Source.String() + " " + strings.Join(s.Addrs, ", ")
 }
 
 // NoWitnessWarning is what every binary says when a node has no witness.
