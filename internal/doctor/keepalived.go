@@ -208,6 +208,7 @@ func CheckKeepalived(in KeepalivedInput) []Result {
 		rs = append(rs, ok(n, "keepalived.timeout", "%ss, above [check] timeout %s", t.Args[0], in.CheckTimeout))
 	}
 	weightFix := "weight 0 in vrrp_script " + name + ": a failing check must put the node in FAULT"
+	weightAt := len(rs)
 	if w := script.child("weight"); w != nil && len(w.Args) > 0 && w.Args[0] != "0" {
 		rs = append(rs, bad(Fail, n, "keepalived.weight", weightFix, "vrrp_script %s weight %s: an unfit holder only loses priority, and with nopreempt keeps the VIP", name, w.Args[0]))
 	} else {
@@ -227,7 +228,7 @@ func CheckKeepalived(in KeepalivedInput) []Result {
 				if c.Key == name {
 					inst = vi
 					if i := slices.Index(c.Args, "weight"); i >= 0 && i+1 < len(c.Args) && c.Args[i+1] != "0" {
-						rs = append(rs, bad(Fail, n, "keepalived.weight", weightFix, "track_script overrides the weight of %s with %s", name, c.Args[i+1]))
+						rs[weightAt] = bad(Fail, n, "keepalived.weight", weightFix, "track_script overrides the weight of %s with %s", name, c.Args[i+1])
 					}
 				}
 			}
