@@ -12,15 +12,15 @@ func lag(n int64) *int64 { return &n }
 
 func writer() *nodestatus.Status {
 	return &nodestatus.Status{Host: "db1", Role: nodestatus.RoleWriter, Fit: true,
-		MySQL: &nodestatus.MySQL{ReadOnly: false, Replicas: []nodestatus.Replica{{IO: "Yes", SQL: true, Health: "streaming", Lag: lag(0)}}},
-		VIP:   &nodestatus.VIP{Address: "192.0.2.100", Held: true},
+		MySQL:  &nodestatus.MySQL{ReadOnly: false, Replicas: []nodestatus.Replica{{IO: "Yes", SQL: true, Health: "streaming", Lag: lag(0)}}},
+		VIP:    &nodestatus.VIP{Address: "192.0.2.100", Held: true},
 		Notify: &nodestatus.Notify{Event: "MASTER", Phase: "done", Role: "writer"}}
 }
 
 func standby() *nodestatus.Status {
 	return &nodestatus.Status{Host: "db2", Role: nodestatus.RoleFenced, Fit: true,
-		MySQL: &nodestatus.MySQL{ReadOnly: true, Replicas: []nodestatus.Replica{{IO: "Yes", SQL: true, Health: "streaming", Lag: lag(1)}}},
-		VIP:   &nodestatus.VIP{Address: "192.0.2.100"},
+		MySQL:  &nodestatus.MySQL{ReadOnly: true, Replicas: []nodestatus.Replica{{IO: "Yes", SQL: true, Health: "streaming", Lag: lag(1)}}},
+		VIP:    &nodestatus.VIP{Address: "192.0.2.100"},
 		Notify: &nodestatus.Notify{Event: "BACKUP", Phase: "done", Role: "standby"}}
 }
 
