@@ -17,11 +17,13 @@ build:
 deps:
 	@sh scripts/install-deps.sh
 
-# Every test: unit tests, real MariaDB servers, the namespace lab, each fuzz
-# target for $(FUZZTIME), and the packages built, installed, upgraded and
-# purged on this machine. A missing server or lab is a failure here.
+# Every test: unit tests, real MariaDB servers, the namespace lab, the
+# Prometheus rules' unit tests (promtool), each fuzz target for $(FUZZTIME),
+# and the packages built, installed, upgraded and purged on this machine. A
+# missing server or lab is a failure here.
 test: deps
 	VIPGUARD_REQUIRE_SERVERS=1 VIPGUARD_LAB=1 $(GO) test -count=1 -timeout 40m ./...
+	sh scripts/test-prometheus.sh
 	@$(MAKE) --no-print-directory fuzz
 	sh scripts/test-package.sh
 

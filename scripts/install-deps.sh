@@ -2,7 +2,7 @@
 # Installs what vipguard's tests, lab and demo need on a Debian host, and
 # nothing when it is all there already. Needs root for apt-get.
 set -eu
-pkgs="mariadb-server mariadb-client haproxy keepalived percona-toolkit iproute2 procps socat rpm lintian rpmlint python3-magic curl systemd init-system-helpers man-db"
+pkgs="mariadb-server mariadb-client haproxy keepalived percona-toolkit iproute2 procps socat rpm lintian rpmlint python3-magic curl systemd init-system-helpers man-db prometheus"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
