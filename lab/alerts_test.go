@@ -1,0 +1,265 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The shipped alert rules against what the lab's failures look like on
+// both nodes' /metrics: each scenario scrapes agentcheck as Prometheus
+// would, and promtool evaluates examples/prometheus/vipguard-alerts.yml
+// over the samples, the final state held as if it lasted.
+
+// alertsLab returns the lab, its holder and standby in the clean state,
+// and a recorder; the lab is recovered when the test ends.
+func alertsLab(t *testing.T, view ScrapeView) (*Lab, context.Context, string, string, *MetricsRecorder) {
+	t.Helper()
+	l := needLab(t)
+	if _, err := exec.LookPath("promtool"); err != nil {
+		t.Fatalf("promtool not found (apt-get install prometheus): %v", err)
+	}
+	ctx := testCtx(t)
+	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	h, err := l.Holder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Recover(context.Background(), 60*time.Second); err != nil {
+			t.Fatalf("recovering: %v\n%s", err, l.Diagnostics())
+		}
+	})
+	rec := &MetricsRecorder{L: l, View: view}
+	// The clean state first: no alert may come from it alone.
+	if sc := rec.Take(ctx); sc.Nodes["db1"].Err != nil || sc.Nodes["db2"].Err != nil {
+		t.Fatalf("scraping the clean lab:\n%s", sc.Summary())
+	}
+	return l, ctx, h, l.Nodes[h].Peer, rec
+}
+
+// promoted reports whether name's metrics show a completed promotion
+// recorded after since.
+func promoted(sc Scrape, name string, since time.Time) bool {
+	n := sc.Nodes[name]
+	_, done := n.Value("vipguard_notify_last_transition_info", "event", "MASTER", "phase", "done", "role", "writer")
+	at, ok := n.Value("vipguard_notify_last_transition_timestamp_seconds")
+	w, _ := n.Value("vipguard_role", "role", "writer")
+	return done && ok && at >= float64(since.Unix()) && w == 1
+}
+
+// mysqld killed on the writer: the peer's promotion is a new transition on
+// its /metrics and fires the failover alert there; the pair never lacks a
+// writer for long enough to page, never has two; the dead node, held
+// dead, is the unfit alert.
+func TestAlertsWriterKilled(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromProxy)
+	t0 := time.Now()
+	l.KillMySQL(h)
+	if err := rec.Until(ctx, 25*time.Second, s+" promoted", func(sc Scrape) bool { return promoted(sc, s, t0) }); err != nil {
+		t.Fatalf("%v\n%s", err, l.Diagnostics())
+	}
+	if sc := rec.Scrapes[0]; promoted(sc, s, t0) {
+		t.Fatalf("%s showed a promotion before the kill", s)
+	}
+	err := rec.CheckAlerts(ctx, t.TempDir(), 11*time.Minute, []AlertWant{
+		{Alert: "VipguardFailover", Node: s, Want: Fires},
+		{Alert: "VipguardFailover", Node: h, Want: Quiet},
+		{Alert: "VipguardNodeUnfit", Node: h, Want: Fires},
+		{Alert: "VipguardNodeUnfit", Node: s, Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+		{Alert: "VipguardTwoWriters", Want: Never},
+		{Alert: "VipguardScrapeDown", Want: Quiet},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d scrapes over %.1fs, from the kill to %s's promotion on /metrics", len(rec.Scrapes), time.Since(t0).Seconds(), s)
+}
+
+// The standby's SQL thread stopped: its channel is broken on /metrics and
+// the replication alert fires for it, not for the writer.
+func TestAlertsStandbySQLThreadStopped(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromProxy)
+	if err := l.StopReplicaThread(ctx, s, "SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+	err := rec.Until(ctx, 5*time.Second, s+" channel broken", func(sc Scrape) bool {
+		v, ok := sc.Nodes[s].Value("vipguard_replication_broken")
+		return ok && v == 1
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rec.CheckAlerts(ctx, t.TempDir(), 3*time.Minute, []AlertWant{
+		{Alert: "VipguardReplicationBroken", Node: s, Want: Fires},
+		{Alert: "VipguardReplicationBroken", Node: h, Want: Quiet},
+		{Alert: "VipguardReverseReplicationBroken", Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Never},
+		{Alert: "VipguardTwoWriters", Want: Never},
+		{Alert: "VipguardFailover", Want: Quiet},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Nodes[s].DB.Exec(ctx, "START SLAVE SQL_THREAD"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Maintenance on the standby, left on: the maintenance alert fires after
+// four hours (from the time the flag records), the unfit alert does not
+// (maintenance is the reason), and the pair keeps its writer.
+func TestAlertsMaintenance(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromProxy)
+	if err := l.Maintenance(ctx, s, true, "lab: alerts"); err != nil {
+		t.Fatal(err)
+	}
+	err := rec.Until(ctx, 5*time.Second, s+" in maintenance", func(sc Scrape) bool {
+		_, since := sc.Nodes[s].Value("vipguard_maintenance_since_timestamp_seconds")
+		return since
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	err = rec.CheckAlerts(ctx, dir, 3*time.Hour+50*time.Minute, []AlertWant{
+		{Alert: "VipguardMaintenanceTooLong", Want: Quiet},
+	})
+	if err != nil {
+		t.Fatalf("before four hours: %v", err)
+	}
+	err = rec.CheckAlerts(ctx, dir, 4*time.Hour+5*time.Minute, []AlertWant{
+		{Alert: "VipguardMaintenanceTooLong", Node: s, Want: Fires},
+		{Alert: "VipguardMaintenanceTooLong", Node: h, Want: Quiet},
+		{Alert: "VipguardNodeUnfit", Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Never},
+		{Alert: "VipguardTwoWriters", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The writer cut off with its link up. Scraped from each node itself (what
+// each says even while unreachable), at no scrape are both writable: the
+// two-writers alert is never even pending, and the peer's promotion fires
+// the failover alert. Seen from the proxy's host, the cut-off node is a
+// scrape target down.
+func TestAlertsPartition(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromSelf)
+	t0 := time.Now()
+	if err := l.Partition(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	fenced := func(sc Scrape) bool {
+		w, ok := sc.Nodes[h].Value("vipguard_role", "role", "writer")
+		return ok && w == 0
+	}
+	if err := rec.Until(ctx, 25*time.Second, s+" promoted and "+h+" fenced", func(sc Scrape) bool {
+		return promoted(sc, s, t0) && fenced(sc)
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, l.Diagnostics())
+	}
+	for i, sc := range rec.Scrapes {
+		w1, _ := sc.Nodes["db1"].Value("vipguard_role", "role", "writer")
+		w2, _ := sc.Nodes["db2"].Value("vipguard_role", "role", "writer")
+		if w1 == 1 && w2 == 1 {
+			t.Errorf("scrape %d (%s): both nodes report role writer", i, sc.At.Format("15:04:05.000"))
+		}
+	}
+	err := rec.CheckAlerts(ctx, t.TempDir(), 2*time.Minute, []AlertWant{
+		{Alert: "VipguardTwoWriters", Want: Never},
+		{Alert: "VipguardFailover", Node: s, Want: Fires},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxy := &MetricsRecorder{L: l, View: FromProxy}
+	sc := proxy.Take(ctx)
+	if sc.Nodes[h].Err == nil {
+		t.Fatalf("%s answers /metrics from the proxy host while cut off", h)
+	}
+	err = proxy.CheckAlerts(ctx, t.TempDir(), 3*time.Minute, []AlertWant{
+		{Alert: "VipguardScrapeDown", Node: h, Want: Fires},
+		{Alert: "VipguardScrapeDown", Node: s, Want: Quiet},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The harness itself, without a lab: synthetic scrapes of two writable
+// nodes must fail a Never check on the two-writers alert, and a scrape
+// series must come out as promtool reads it.
+func TestAlertsHarness(t *testing.T) {
+	if _, err := exec.LookPath("promtool"); err != nil {
+		t.Skip("promtool not installed (apt-get install prometheus)")
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lab{Root: root, Nodes: map[string]*Node{"db1": {Name: "db1", Addr: DB1Addr}, "db2": {Name: "db2", Addr: DB2Addr}}}
+	body := func(writer int, promotedAt float64) []Sample {
+		s, err := ParseMetrics(fmt.Sprintf(`# TYPE vipguard_node_info gauge
+vipguard_node_info{pair="",node="lab \"x\"",version="v1"} 1
+vipguard_role{role="writer"} %d
+vipguard_role{role="standby"} %d
+vipguard_notify_last_transition_info{event="MASTER",phase="done",role="writer"} 1
+vipguard_notify_last_transition_timestamp_seconds %.3f
+`, writer, 1-writer, promotedAt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got := body(1, 0)[0]; got.Label("node") != `lab "x"` || got.Label("pair") != "" || got.Value != 1 {
+		t.Fatalf("parsed %+v", got)
+	}
+	start := time.Unix(1772366400, 0)
+	rec := &MetricsRecorder{L: l}
+	for i, w := range [][2]int{{1, 0}, {1, 0}, {1, 1}, {1, 0}} {
+		at := start.Add(time.Duration(i) * time.Second)
+		// db2 promoted 30 s before the first scrape, db1 long before.
+		rec.Scrapes = append(rec.Scrapes, Scrape{At: at, Nodes: map[string]NodeMetrics{
+			"db1": {Samples: body(w[0], float64(start.Unix()-86400))},
+			"db2": {Samples: body(w[1], float64(start.Unix()-30))},
+		}})
+	}
+	dir := t.TempDir()
+	if err := rec.CheckAlerts(context.Background(), dir, time.Minute, []AlertWant{{Alert: "VipguardTwoWriters", Want: Never}}); err == nil {
+		t.Fatal("a scrape with both nodes writable passed the two-writers Never check")
+	}
+	// Held, two writers do fire; the promotion 30 s before is a failover
+	// 15 minutes long in rule time, the one a day old is not.
+	rec.Scrapes[3] = rec.Scrapes[2]
+	err = rec.CheckAlerts(context.Background(), dir, 2*time.Minute, []AlertWant{
+		{Alert: "VipguardTwoWriters", Want: Fires},
+		{Alert: "VipguardFailover", Node: "db2", Want: Fires},
+		{Alert: "VipguardFailover", Node: "db1", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = rec.CheckAlerts(context.Background(), dir, 15*time.Minute, []AlertWant{{Alert: "VipguardFailover", Node: "db2", Want: Quiet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each check can fail.
+	for _, w := range []AlertWant{{Alert: "VipguardTwoWriters", Want: Quiet}, {Alert: "VipguardFailover", Node: "db1", Want: Fires}} {
+		if rec.CheckAlerts(context.Background(), dir, 2*time.Minute, []AlertWant{w}) == nil {
+			t.Errorf("%+v passed", w)
+		}
+	}
+	if s := rec.series(0); !strings.Contains(s[0].selector, `up{job="vipguard",instance="192.0.2.11:9200"}`) {
+		t.Errorf("first series %+v, want db1's up", s[0])
+	}
+}
