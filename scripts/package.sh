@@ -87,7 +87,7 @@ mkdir -p "$stage/bin" "$stage/man" "$stage/doc"
 # dpkg agree.
 CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH $GO build -trimpath \
 	-ldflags "-s -w -X github.com/vipguard/vipguard/internal/cli.Version=$VERSION" \
-	-o "$stage/bin/" ./cmd/mysqlcheck ./cmd/notify ./cmd/agentcheck
+	-o "$stage/bin/" ./cmd/mysqlcheck ./cmd/notify ./cmd/agentcheck ./cmd/vipguard
 
 cp "$conffile" "$stage/vipguard.toml"
 

@@ -396,7 +396,15 @@ check "mysqlcheck under maintenance: unfit, exit 1" sh -c \
 	"/usr/libexec/vipguard/mysqlcheck >$tmp/mc.out 2>&1; rc=\$?; cat $tmp/mc.out; [ \$rc = 1 ] && grep -q 'unfit' $tmp/mc.out"
 check "vipguard maint off" vipguard -c "$conf" maint off
 check "mysqlcheck fit again" /usr/libexec/vipguard/mysqlcheck -q
-check "vipguard status shows the poll" sh -c "vipguard status | grep -q '^mysql: .*read_only=false'"
+check "vipguard status shows this node's server" sh -c "vipguard status | grep -q '^  mysql: .*read_only=false'"
+check "vipguard status --json: this node, no peer configured" sh -c \
+	"vipguard status --json | grep -q '\"peer_error\": \"no peer configured'"
+check "vipguard doctor: one line per check, exit 4 by the worst (no binary log here)" sh -c \
+	"vipguard doctor >$tmp/doctor.out 2>&1; rc=\$?; cat $tmp/doctor.out; [ \$rc = 4 ] &&
+	 grep -q '^OK    local  connect' $tmp/doctor.out && grep -q '^FAIL  local  log_bin' $tmp/doctor.out"
+check "vipguard switchover --dry-run without a peer: refused, exit 4, nothing changed" sh -c \
+	"vipguard switchover --dry-run >$tmp/so.out 2>&1; rc=\$?; cat $tmp/so.out; [ \$rc = 4 ] &&
+	 grep -q '^refused: ' $tmp/so.out && vipguard maint status | grep -q 'maintenance: off'"
 check "notify --dry-run INSTANCE VI_MYSQL BACKUP 100 (installed, default config): plans the fence, runs no write" sh -c \
 	"/usr/libexec/vipguard/notify --dry-run INSTANCE VI_MYSQL BACKUP 100 >$tmp/notify.out 2>&1; cat $tmp/notify.out;
 	 grep -q '^plan for INSTANCE \"VI_MYSQL\" BACKUP' $tmp/notify.out &&
@@ -448,6 +456,8 @@ check "HTTP /liveness: 200" is_http 200 "http://127.0.0.1:$p_http/liveness"
 check "HTTP /readiness: 200" is_http 200 "http://127.0.0.1:$p_http/readiness"
 check "agent-check 'health' on :$p_agent: up" agent_matches "$p_agent" health '^up'
 check "HTTP /primary: 503 (no promotion recorded by notify)" is_http 503 "http://127.0.0.1:$p_http/primary"
+check "HTTP /status.json: 200, the status document vipguard status reads" sh -c \
+	"curl -s -m 3 http://127.0.0.1:$p_http/status.json | grep -q '^{\"format\":1,'"
 vipguard maint on --reason pkgtest >/dev/null 2>&1
 http_body() { curl -s -m 3 "$1"; }
 body_has() { http_body "$1" | grep -q "$2"; }
