@@ -143,8 +143,10 @@ func checkReplication(s, other *Server) Result {
 			break
 		}
 	}
-	if from == nil && len(s.Replicas) > 0 && s.Replicas[0].SourceServerID == 0 {
-		from = &s.Replicas[0] // never connected: no Master_Server_Id yet
+	if from == nil && len(s.Replicas) == 1 {
+		// The one channel (its Master_Server_Id is 0 before it ever
+		// connected, or is the other's old id: server_id has its own check).
+		from = &s.Replicas[0]
 	}
 	if from == nil {
 		return bad(Fail, n, check, "CHANGE MASTER TO the peer with GTID (MASTER_USE_GTID=slave_pos / SOURCE_AUTO_POSITION=1) and START SLAVE",
