@@ -102,7 +102,6 @@ func TestAlertsStandbySQLThreadStopped(t *testing.T) {
 		{Alert: "VipguardReverseReplicationBroken", Want: Quiet},
 		{Alert: "VipguardNoWriter", Want: Never},
 		{Alert: "VipguardTwoWriters", Want: Never},
-		{Alert: "VipguardFailover", Want: Quiet},
 	})
 	if err != nil {
 		t.Fatal(err)
