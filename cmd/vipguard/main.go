@@ -25,10 +25,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/vipguard/vipguard/internal/cli"
 )
@@ -68,6 +71,9 @@ func main() {
 		os.Args[1] = "--help"
 	}
 	command := cli.Parse(&c, prog, "Operate a vipguard MySQL/MariaDB pair: status, doctor, switchover, maintenance.")
+	// The driver logs every connection it finds cut; the switchover's
+	// probe has its connections cut on purpose, and counts them itself.
+	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, command, &c, os.Stdout, os.Stderr)

@@ -94,7 +94,7 @@ func writeReport(w io.Writer, r *ops.Report, s *switchoverCmd, o ops.Options) {
 		return
 	}
 	if s.DryRun {
-		fmt.Fprintf(w, "plan: switch the writer from %s (this node) to %s\n", p(r.From), p(r.To))
+		fmt.Fprintf(w, "plan: switch the writer from %s to %s\n", p(r.From), p(r.To))
 		fmt.Fprintf(w, "  1. maintenance on here: mysqlcheck says unfit, keepalived moves the VIP, notify fences this node and promotes the peer\n")
 		fmt.Fprintf(w, "  2. wait up to %s until the peer is the writer (promotion done) and this node is fenced and replicating from it\n", s.Timeout)
 		if s.KeepMaintenance {
@@ -113,6 +113,9 @@ func writeReport(w io.Writer, r *ops.Report, s *switchoverCmd, o ops.Options) {
 	if r.Completed {
 		fmt.Fprintf(w, "switchover done in %s: %s is the writer, %s a fenced standby replicating from it\n",
 			r.Took.Round(time.Millisecond), p(r.To), p(r.From))
+		if s.KeepMaintenance {
+			fmt.Fprintln(w, "maintenance stays on here: vipguard maint off when done")
+		}
 	} else {
 		fmt.Fprintf(w, "switchover NOT completed after %s\n", r.Took.Round(time.Millisecond))
 	}
@@ -122,7 +125,8 @@ func writeReport(w io.Writer, r *ops.Report, s *switchoverCmd, o ops.Options) {
 			fmt.Fprintf(w, "probe: first failed write: %s\n", p(r.Probe.FirstFailure))
 		}
 	}
-	fmt.Fprintf(w, "positions: %s gtid=%s; %s gtid=%s\n", p(r.From), p(orNone(r.LocalGTID)), p(r.To), p(orNone(r.PeerGTID)))
+	fmt.Fprintf(w, "positions: %s gtid=%s; %s gtid=%s (polled %s before)\n", p(r.From), p(orNone(r.LocalGTID)),
+		p(r.To), p(orNone(r.PeerGTID)), r.PeerPollAge.Round(time.Millisecond))
 	for _, pr := range r.Problems {
 		fmt.Fprintf(w, "problem: %s\n", p(pr))
 	}

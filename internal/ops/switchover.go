@@ -144,6 +144,9 @@ type Report struct {
 	Problems []string
 	// Positions at the end.
 	LocalGTID, PeerGTID string
+	// PeerPollAge is the age of the peer's position (its agentcheck's
+	// last poll).
+	PeerPollAge time.Duration
 	Probe               *ProbeResult
 	Took                time.Duration
 }
@@ -173,11 +176,12 @@ func Switchover(ctx context.Context, cfg *config.Config, o Options) (*Report, er
 		}
 	}
 	p := ReadPair(ctx, cfg, o.PeerTimeout, false)
-	r.From = p.Local.Host
+	r.From, r.To = "this node ("+p.Local.Host+")", "the peer"
+	if cfg.Peer.Host != "" {
+		r.To += " " + cfg.Peer.Host
+	}
 	if p.Peer != nil {
-		r.To = p.Peer.Host
-	} else {
-		r.To = p.PeerAddr
+		r.To += " (" + p.Peer.Host + ")"
 	}
 	r.Refusals = Preflight(p.Local, p.Peer, p.PeerError, o.MaxLag)
 	if Blocking(r.Refusals, o.Force) {
@@ -195,7 +199,7 @@ func Switchover(ctx context.Context, cfg *config.Config, o Options) (*Report, er
 		}
 		step("write probe running through %s", o.Probe.Target.String())
 	}
-	reason := fmt.Sprintf("switchover to %s (vipguard switchover)", r.To)
+	reason := fmt.Sprintf("switchover to %s (vipguard switchover)", cfg.Peer.Host)
 	if err := o.SetMaintenance(true, reason); err != nil {
 		if probe != nil {
 			probe.Stop()
@@ -214,7 +218,7 @@ func Switchover(ctx context.Context, cfg *config.Config, o Options) (*Report, er
 		local, peer = p.Local, p.Peer
 		pr := Judge(local, peer, began)
 		if pr.PeerPromoted && !last.PeerPromoted {
-			step("peer %s promoted: writable, notify's promotion done", r.To)
+			step("%s promoted: writable, notify's promotion done", r.To)
 		}
 		if pr.LocalFenced && !last.LocalFenced {
 			step("this node fenced by notify: read-only, final position %s", local.Notify.FinalPosition)
@@ -260,11 +264,19 @@ func Switchover(ctx context.Context, cfg *config.Config, o Options) (*Report, er
 		res := probe.Stop()
 		r.Probe = &res
 	}
+	// Final positions from fresh documents: the peer's agentcheck answers
+	// from a poll up to one interval old.
+	if r.Completed {
+		sleepCtx(ctx, cfg.Agent.Interval.Duration)
+		if p := ReadPair(ctx, cfg, o.PeerTimeout, false); p.Peer != nil {
+			local, peer = p.Local, p.Peer
+		}
+	}
 	if local != nil && local.MySQL != nil {
 		r.LocalGTID = local.MySQL.GTID
 	}
 	if peer != nil && peer.MySQL != nil {
-		r.PeerGTID = peer.MySQL.GTID
+		r.PeerGTID, r.PeerPollAge = peer.MySQL.GTID, time.Duration(peer.PollAge*float64(time.Second))
 	}
 	r.Took = time.Since(start)
 	if !r.Completed {

@@ -1,0 +1,220 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/internal/nodestatus"
+)
+
+// vipguardRun runs the built vipguard in the node's namespace with the
+// node's config, as an operator on that host would.
+func (l *Lab) vipguardRun(ctx context.Context, name string, limit time.Duration, args ...string) (int, string) {
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	argv := append(append(l.Net.Wrap(name), filepath.Join(l.Bin, "vipguard"), "-c", l.Nodes[name].Config), args...)
+	out, err := exec.CommandContext(cctx, argv[0], argv[1:]...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	return -1, err.Error() + ": " + string(out)
+}
+
+// pairStatus is vipguard status --json on name.
+type pairStatus struct {
+	Local    *nodestatus.Status `json:"local"`
+	Peer     *nodestatus.Status `json:"peer"`
+	Problems []string           `json:"problems"`
+}
+
+func (l *Lab) vipguardStatus(ctx context.Context, t *testing.T, name string) (int, pairStatus) {
+	t.Helper()
+	code, out := l.vipguardRun(ctx, name, 20*time.Second, "status", "--json")
+	var ps pairStatus
+	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+		t.Fatalf("vipguard status --json on %s: exit %d: %v\n%s", name, code, err, out)
+	}
+	return code, ps
+}
+
+var windowRE = regexp.MustCompile(`write-unavailability window ([0-9.]+m?s)`)
+
+// TestSwitchoverUnderWrites: vipguard status sees the pair as it is;
+// switchover refuses while the peer is in maintenance, and then, under
+// writes through the VIP and HAProxy, moves the writer to the peer, loses
+// no acknowledged write, never leaves both nodes writable, reports its
+// window, and leaves the old writer a fenced standby replicating from the
+// new one.
+func TestSwitchoverUnderWrites(t *testing.T) {
+	l := needLab(t)
+	ctx := testCtx(t)
+	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	from, err := l.Holder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := l.Nodes[from].Peer
+	recovered := false
+	defer func() {
+		if !recovered {
+			_ = l.Maintenance(ctx, to, false, "")
+			if err := l.Recover(ctx, 90*time.Second); err != nil {
+				t.Errorf("lab could not recover: %v", err)
+			}
+		}
+	}()
+
+	// status: the holder is the writer, its peer a fenced standby.
+	for _, c := range []struct{ node, local, peer string }{{from, nodestatus.RoleWriter, nodestatus.RoleFenced}, {to, nodestatus.RoleFenced, nodestatus.RoleWriter}} {
+		code, ps := l.vipguardStatus(ctx, t, c.node)
+		// The standby is fenced once notify ran there; standby would do.
+		if code != 0 || !sameRole(ps.Local, c.local) || !sameRole(ps.Peer, c.peer) || len(ps.Problems) != 0 {
+			t.Fatalf("status on %s: exit %d, local %s, peer %+v, problems %v", c.node, code, ps.Local.Role, ps.Peer, ps.Problems)
+		}
+		if (ps.Local.VIP != nil && ps.Local.VIP.Held) != (c.node == from) {
+			t.Errorf("status on %s: VIP held %+v", c.node, ps.Local.VIP)
+		}
+	}
+
+	// doctor on both nodes: the lab runs the examples, so everything
+	// passes but what the lab leaves at MariaDB's defaults (sync_binlog)
+	// and what cannot be told of the peer (read_only at its start, set
+	// since by notify).
+	for _, name := range []string{from, to} {
+		code, out := l.vipguardRun(ctx, name, 60*time.Second, "doctor", "--keepalived-conf", l.Nodes[name].kaConf)
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			switch {
+			case strings.HasPrefix(line, "OK "),
+				strings.HasPrefix(line, "WARN  local  sync_binlog "), strings.HasPrefix(line, "WARN  peer   sync_binlog "),
+				strings.HasPrefix(line, "SKIP  peer   read_only_at_start "):
+			default:
+				t.Errorf("doctor on %s: %s", name, line)
+			}
+		}
+		if code != 3 {
+			t.Errorf("doctor on %s: exit %d, want 3 (sync_binlog WARN)\n%s", name, code, out)
+		}
+	}
+
+	// The probe's table and account: the application's, which read_only stops.
+	if err := l.Nodes[from].DB.Exec(ctx, "CREATE TABLE IF NOT EXISTS vgtest.switchover_probe (run VARCHAR(64) NOT NULL, seq INT NOT NULL, "+
+		"server_id INT UNSIGNED NOT NULL, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (run, seq))"); err != nil {
+		t.Fatal(err)
+	}
+	probeCnf := filepath.Join(l.Nodes[from].Dir, "probe.cnf")
+	if err := os.WriteFile(probeCnf, fmt.Appendf(nil, "[client]\nuser = %s\npassword = \"%s\"\nport = %d\n",
+		mariadbtest.AppUser, mariadbtest.AppPassword, MySQLPort), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	probeArgs := []string{"--probe-defaults-file", probeCnf, "--probe-table", "vgtest.switchover_probe"}
+
+	// Refused while the peer is in maintenance; nothing changes.
+	if err := l.Maintenance(ctx, to, true, "lab: refuse the switchover"); err != nil {
+		t.Fatal(err)
+	}
+	code, out := l.vipguardRun(ctx, from, 30*time.Second, append([]string{"switchover"}, probeArgs...)...)
+	if code != 4 || !strings.Contains(out, "refused: the peer is in maintenance") {
+		t.Errorf("switchover to a peer in maintenance: exit %d\n%s", code, out)
+	}
+	if h, _ := l.Holder(ctx); h != from {
+		t.Fatalf("refused switchover moved the VIP to %q", h)
+	}
+	if c := l.Mysqlcheck(ctx, from); !c.Fit() {
+		t.Errorf("refused switchover left %s unfit: %s", from, c)
+	}
+	if err := l.Maintenance(ctx, to, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WaitStable(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	code, out = l.vipguardRun(ctx, from, 30*time.Second, append([]string{"switchover", "--dry-run"}, probeArgs...)...)
+	if code != 0 || !strings.Contains(out, "dry run: nothing changed") {
+		t.Fatalf("dry run: exit %d\n%s", code, out)
+	}
+
+	// The switchover, under writes.
+	sampler, err := l.StartSampler(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := l.StartLoad(ctx, LoadOptions{})
+	if err != nil {
+		sampler.Stop()
+		t.Fatal(err)
+	}
+	if err := sleep(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, out = l.vipguardRun(ctx, from, 90*time.Second, append([]string{"switchover", "--timeout", "60s"}, probeArgs...)...)
+	took := time.Since(start)
+	t.Logf("vipguard switchover on %s (%s):\n%s", from, took.Round(time.Millisecond), out)
+	if code != 0 || !strings.Contains(out, "switchover done") {
+		ld.Stop()
+		sampler.Stop()
+		t.Fatalf("switchover: exit %d\n%s\n%s", code, out, l.Diagnostics())
+	}
+	if !strings.Contains(out, "all found on the writer") {
+		t.Errorf("probe lost acknowledged writes:\n%s", out)
+	}
+	if err := ld.WaitWrites(ctx, int(l.Nodes[to].DB.Opts.ServerID), 30*time.Second); err != nil {
+		t.Error(err)
+	}
+	lr, err := ld.Stop()
+	rep := sampler.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := l.Holder(ctx); h != to {
+		t.Errorf("VIP on %q after the switchover, want %s", h, to)
+	}
+	if n := len(rep.BothWritable); n > 0 {
+		t.Errorf("both nodes writable in %d of %d samples", n, rep.Samples)
+	}
+	if len(lr.Errors) > 0 {
+		t.Errorf("load generator errors: %s", strings.Join(lr.Errors, "; "))
+	}
+	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.VerifyAll(ctx, lr.Acked); err != nil {
+		t.Error(err)
+	}
+	window := "?"
+	if m := windowRE.FindStringSubmatch(out); m != nil {
+		window = m[1]
+	}
+	record(t, fmt.Sprintf("%-16s %s→%s  vipguard switchover in %.2fs, probe window %s, load window %.2fs (VIP %.2fs, HAProxy %.2fs), acked %d, both-writable samples %d/%d",
+		"switchover", from, to, took.Seconds(), window, lr.MaxGap().Seconds(), lr.PathGap("vip").Seconds(), lr.PathGap("proxy").Seconds(),
+		len(lr.Acked), len(rep.BothWritable), rep.Samples))
+
+	// status again: the roles swapped, maintenance off on both.
+	code, ps := l.vipguardStatus(ctx, t, to)
+	if code != 0 || ps.Local.Role != nodestatus.RoleWriter || ps.Peer == nil || ps.Peer.Role != nodestatus.RoleFenced ||
+		ps.Local.Maintenance.On || ps.Peer.Maintenance.On || !ps.Peer.Streaming() {
+		t.Errorf("status on %s after the switchover: exit %d, local %+v, peer %+v", to, code, ps.Local, ps.Peer)
+	}
+	recovered = true
+}
+
+// sameRole accepts a standby where a fenced one is expected.
+func sameRole(s *nodestatus.Status, want string) bool {
+	return s != nil && (s.Role == want || want == nodestatus.RoleFenced && s.Role == nodestatus.RoleStandby)
+}
