@@ -147,8 +147,8 @@ type Report struct {
 	// PeerPollAge is the age of the peer's position (its agentcheck's
 	// last poll).
 	PeerPollAge time.Duration
-	Probe               *ProbeResult
-	Took                time.Duration
+	Probe       *ProbeResult
+	Took        time.Duration
 }
 
 // Outcome errors of Switchover.
