@@ -75,6 +75,7 @@ func (s *Server) SetConfig(cfg *config.Config) {
 	s.cfg.Store(cfg)
 	s.pol.Store(&pol)
 	s.allow.Store(&allow)
+	s.Metrics.SetConfig(cfg)
 	if f := s.files.Load(); f == nil || string(f.dir) != cfg.StateDir {
 		s.files.Store(NewFiles(cfg.StateDir))
 	}
