@@ -97,7 +97,7 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	// and what cannot be told of the peer (read_only at its start, set
 	// since by notify).
 	for _, name := range []string{from, to} {
-		code, out := l.vipguardRun(ctx, name, 60*time.Second, "doctor", "--keepalived-conf", l.Nodes[name].kaConf)
+		code, out := l.vipguardRun(ctx, name, 60*time.Second, "doctor", "--keepalived-conf", l.Nodes[name].kaConf, "--haproxy-cfg", l.Proxy.Config)
 		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			switch {
 			case strings.HasPrefix(line, "OK "),

@@ -12,6 +12,7 @@ import (
 type doctorCmd struct {
 	JSON           bool   `help:"Print one JSON document: {\"worst\": ..., \"results\": [...]}."`
 	KeepalivedConf string `default:"/etc/keepalived/keepalived.conf" placeholder:"FILE" help:"keepalived's configuration to check (skipped when absent)."`
+	HAProxyCfg     string `name:"haproxy-cfg" default:"/etc/haproxy/haproxy.cfg" placeholder:"FILE" help:"HAProxy's configuration to check (skipped when absent)."`
 }
 
 func (d *doctorCmd) run(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
@@ -19,7 +20,7 @@ func (d *doctorCmd) run(ctx context.Context, g *cli.Globals, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	rs := doctor.Run(ctx, cfg, doctor.Options{KeepalivedConf: d.KeepalivedConf})
+	rs := doctor.Run(ctx, cfg, doctor.Options{KeepalivedConf: d.KeepalivedConf, HAProxyConf: d.HAProxyCfg})
 	if d.JSON {
 		b, err := doctor.JSON(rs)
 		if err != nil {

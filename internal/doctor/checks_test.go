@@ -256,3 +256,55 @@ func TestCheckKeepalived(t *testing.T) {
 		t.Errorf("missing file: %v", rs)
 	}
 }
+
+// TestCheckHAProxy: the example haproxy.cfg follows agentcheck on every
+// server; each edit flips its server's line.
+func TestCheckHAProxy(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "examples", "haproxy", "haproxy.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(cfg string) []Result {
+		return CheckHAProxy(HAProxyInput{Path: "h.cfg", Data: []byte(cfg), AgentPort: "9201"})
+	}
+	rs := run(string(example))
+	if len(rs) != 4 {
+		t.Errorf("example: %d results, want 4 servers: %v", len(rs), rs)
+	}
+	for _, r := range rs {
+		if r.Level != OK {
+			t.Errorf("example: %s", r)
+		}
+	}
+	writerDB1 := `server db1 192.0.2.11:3306 check inter 1s fall 2 rise 1 agent-check agent-port 9201 agent-inter 1s agent-send "writer\n" on-marked-down shutdown-sessions`
+	if !strings.Contains(string(example), writerDB1) {
+		t.Fatal("example changed: update the test")
+	}
+	for _, c := range []struct {
+		name, new string
+		level     Level
+		want      string
+	}{
+		{"port", strings.Replace(writerDB1, "agent-port 9201", "agent-port 9999", 1), Fail, "not agentcheck's 9201"},
+		{"no send", strings.Replace(writerDB1, ` agent-send "writer\n"`, "", 1), Fail, "no role"},
+		{"bad word", strings.Replace(writerDB1, `"writer\n"`, `"primary-ish\n"`, 1), Fail, "unknown role"},
+		{"sessions", strings.Replace(writerDB1, " on-marked-down shutdown-sessions", "", 1), Warn, "keeps its sessions"},
+	} {
+		rs := run(strings.Replace(string(example), writerDB1, c.new, 1))
+		bad := 0
+		for _, r := range rs {
+			if r.Level != OK {
+				bad++
+				if r.Level != c.level || !strings.Contains(r.Detail, c.want) {
+					t.Errorf("%s: %s", c.name, r)
+				}
+			}
+		}
+		if bad != 1 {
+			t.Errorf("%s: %d lines not OK, want 1: %v", c.name, bad, rs)
+		}
+	}
+	if rs := run("backend b\n    server a 192.0.2.11:3306 check\n"); len(rs) != 1 || rs[0].Level != Warn {
+		t.Errorf("no agent-check: %v", rs)
+	}
+}

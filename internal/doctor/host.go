@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"syscall"
 	"time"
@@ -98,6 +99,8 @@ func CheckPeerAgent(addr string, err error) Result {
 type Options struct {
 	// KeepalivedConf is the file to check (default KeepalivedPath).
 	KeepalivedConf string
+	// HAProxyConf is HAProxy's (default HAProxyPath).
+	HAProxyConf string
 }
 
 // PeerTarget is the peer's server as notify reaches it.
@@ -111,6 +114,9 @@ func PeerTarget(c *config.Config) probe.Target {
 func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
 	if o.KeepalivedConf == "" {
 		o.KeepalivedConf = KeepalivedPath
+	}
+	if o.HAProxyConf == "" {
+		o.HAProxyConf = HAProxyPath
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -160,5 +166,11 @@ func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
 	} else {
 		ki.Conf, ki.Err = ParseKeepalived(data)
 	}
-	return append(rs, CheckKeepalived(ki)...)
+	rs = append(rs, CheckKeepalived(ki)...)
+	hi := HAProxyInput{Path: o.HAProxyConf}
+	if _, port, err := net.SplitHostPort(cfg.Agent.Listen); err == nil {
+		hi.AgentPort = port
+	}
+	hi.Data, hi.Err = os.ReadFile(o.HAProxyConf)
+	return append(rs, CheckHAProxy(hi)...)
 }

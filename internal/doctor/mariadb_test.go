@@ -126,10 +126,12 @@ func writeConfig(t *testing.T, body string) *config.Config {
 
 func (p *docPair) run(t *testing.T) []Result {
 	t.Helper()
-	return Run(context.Background(), p.cfg, Options{KeepalivedConf: filepath.Join(t.TempDir(), "none.conf")})
+	none := filepath.Join(t.TempDir(), "none.conf")
+	return Run(context.Background(), p.cfg, Options{KeepalivedConf: none, HAProxyConf: none})
 }
 
-// only asserts that every line is OK (keepalived.conf absent: SKIP)
+// only asserts that every line is OK (keepalived.conf and haproxy.cfg
+// absent: SKIP)
 // except node/check, which must be at level.
 func only(t *testing.T, name string, rs []Result, node, check string, level Level) {
 	t.Helper()
@@ -139,7 +141,7 @@ func only(t *testing.T, name string, rs []Result, node, check string, level Leve
 		switch {
 		case r.Node == node && r.Check == check:
 			want, seen = level, true
-		case r.Check == "keepalived.conf":
+		case r.Check == "keepalived.conf" || r.Check == "haproxy.agent_check":
 			want = Skip
 		}
 		if r.Level != want {
