@@ -188,7 +188,7 @@ func TestStatusPair(t *testing.T) {
 		t.Fatalf("peer: %+v (%s)", v.Peer, v.PeerError)
 	}
 	r := runBin(t, "-c", acfg, "status")
-	for _, want := range []string{"(this node)", "role:        writer: read_only=OFF, promoted by notify", "  mysql:       mariadb", "read_only=false",
+	for _, want := range []string{"(this node, state of ", "role:        writer: read_only=OFF, promoted by notify", "  mysql:       mariadb", "read_only=false",
 		"(peer, via ", "role:        fenced", "pair: ok"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("text status lacks %q:\n%s", want, r.Stdout)

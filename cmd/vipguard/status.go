@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/cli"
@@ -36,13 +35,15 @@ func (s *statusCmd) run(ctx context.Context, g *cli.Globals, stdout io.Writer) e
 	return pairVerdict(v)
 }
 
-// verdict is status's exit: a node that could not be read is a warning; a
-// pair that is wrong (two writers, the VIP astray) a problem.
+// pairVerdict is status's exit: a pair that is wrong (two writers, the
+// VIP astray) is a problem; a node or server that could not be read a
+// warning.
 func pairVerdict(v *ops.Pair) error {
+	peerRead := v.Peer != nil && v.Peer.MySQL != nil
 	switch {
-	case v.Local.MySQL != nil && v.Peer != nil && len(v.Problems) > 0:
+	case v.Local.MySQL != nil && peerRead && len(v.Problems) > 0:
 		return errProblem
-	case v.Local.MySQL == nil || (v.Peer == nil && v.PeerAddr != ""):
+	case v.Local.MySQL == nil || (v.PeerAddr != "" && !peerRead):
 		return errWarning
 	}
 	return nil
@@ -52,6 +53,13 @@ func pairVerdict(v *ops.Pair) error {
 // server, a state file or the peer is escaped (cli.Printable).
 func writeText(w io.Writer, v *ops.Pair) {
 	writeNode(w, v.Local, "this node")
+	switch {
+	case v.LocalAgent == "":
+	case v.LocalAgentError != "":
+		fmt.Fprintf(w, "  %-13sNOT ANSWERING on %s: %s\n", "daemon:", v.LocalAgent, cli.Printable(v.LocalAgentError))
+	default:
+		fmt.Fprintf(w, "  %-13sagentcheck answers on %s\n", "daemon:", v.LocalAgent)
+	}
 	fmt.Fprintln(w)
 	switch {
 	case v.Peer != nil:
@@ -76,6 +84,9 @@ func writeNode(w io.Writer, s *nodestatus.Status, label string) {
 	p := cli.Printable
 	line := func(key, format string, a ...any) {
 		fmt.Fprintf(w, "  %-13s%s\n", key+":", p(fmt.Sprintf(format, a...)))
+	}
+	if s.PollAge >= 0 {
+		label += fmt.Sprintf(", state of %.1fs ago", s.PollAge)
 	}
 	fmt.Fprintf(w, "%s (%s)\n", p(s.Host), label)
 	line("role", "%s: %s", s.Role, s.Why)
@@ -130,7 +141,7 @@ func writeNode(w io.Writer, s *nodestatus.Status, label string) {
 	for i, a := range s.Answers {
 		key := ""
 		if i == 0 {
-			key = "agentcheck"
+			key = "agentcheck:"
 		}
 		ans := a.Status
 		if a.Weight >= 0 {
@@ -140,7 +151,7 @@ func writeNode(w io.Writer, s *nodestatus.Status, label string) {
 		if a.Reason == s.Reason || a.Reason == s.Why {
 			why = "(as above)"
 		}
-		fmt.Fprintf(w, "  %-13s%-10s %-8s %d  %s\n", key+strings.Repeat(":", min(1, len(key))), a.Check, ans, a.HTTP, why)
+		fmt.Fprintf(w, "  %-13s%-10s %-8s %d  %s\n", key, a.Check, ans, a.HTTP, why)
 	}
 }
 

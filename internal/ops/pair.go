@@ -10,6 +10,8 @@ package ops
 import (
 	"context"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/agent"
@@ -26,6 +28,11 @@ type Pair struct {
 	PeerAddr  string             `json:"peer_agent,omitempty"`
 	PeerError string             `json:"peer_error,omitempty"`
 	Problems  []string           `json:"problems"`
+	// LocalAgent is this node's agentcheck daemon's address, and
+	// LocalAgentError why it did not answer there ("" when it did): the
+	// answers above are computed here, HAProxy asks the daemon.
+	LocalAgent      string `json:"local_agent,omitempty"`
+	LocalAgentError string `json:"local_agent_error,omitempty"`
 }
 
 // ReadLocal reads this node once: the server as agentcheck polls it, the
@@ -64,7 +71,23 @@ func ReadPair(ctx context.Context, cfg *config.Config, timeout time.Duration, wi
 			peer <- peerRes{st, err}
 		}()
 	}
+	daemon := make(chan error, 1)
+	if host, port, err := net.SplitHostPort(cfg.Agent.HTTPListen); err == nil {
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "127.0.0.1"
+		}
+		p.LocalAgent = net.JoinHostPort(host, port)
+		go func() {
+			_, err := nodestatus.Fetch(ctx, p.LocalAgent, timeout)
+			daemon <- err
+		}()
+	} else {
+		daemon <- nil
+	}
 	p.Local = ReadLocal(ctx, cfg, witnesses)
+	if err := <-daemon; err != nil {
+		p.LocalAgentError = strings.Replace(err.Error(), "peer agentcheck", "agentcheck", 1)
+	}
 	if aerr != nil {
 		p.PeerError = aerr.Error()
 	} else if r := <-peer; r.err != nil {
