@@ -24,7 +24,7 @@ func Fetch(ctx context.Context, addr string, timeout time.Duration) (*Status, er
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+Path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("peer agentcheck %q: %w", addr, err)
+		return nil, fmt.Errorf("agentcheck %q: %w", addr, err)
 	}
 	// No proxy from the environment, no keep-alive: one request, to the
 	// peer itself.
@@ -32,20 +32,20 @@ func Fetch(ctx context.Context, addr string, timeout time.Duration) (*Status, er
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("peer agentcheck %s: %s", addr, describeFetchError(err, timeout))
+		return nil, fmt.Errorf("agentcheck %s: %s", addr, describeFetchError(err, timeout))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
 	if err != nil {
-		return nil, fmt.Errorf("peer agentcheck %s: reading the answer: %w", addr, err)
+		return nil, fmt.Errorf("agentcheck %s: reading the answer: %w", addr, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("peer agentcheck %s has no %s: upgrade vipguard on the peer", addr, Path)
+		return nil, fmt.Errorf("agentcheck %s has no %s: upgrade vipguard there", addr, Path)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("peer agentcheck %s answered %s", addr, resp.Status)
+		return nil, fmt.Errorf("agentcheck %s answered %s", addr, resp.Status)
 	case len(body) > maxDocument:
-		return nil, fmt.Errorf("peer agentcheck %s: answer larger than %d bytes", addr, maxDocument)
+		return nil, fmt.Errorf("agentcheck %s: answer larger than %d bytes", addr, maxDocument)
 	}
 	return Decode(body)
 }
@@ -66,9 +66,9 @@ func describeFetchError(err error, timeout time.Duration) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused: agentcheck does not run there (systemctl status vipguard-agentcheck on the peer), or [peer] agent names the wrong port"
+		return "connection refused: agentcheck does not run there (systemctl status vipguard-agentcheck), or the port is wrong ([peer] agent, [agent] http_listen)"
 	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
-		return "closed the connection without answering: is this node's address in the peer's [agent] allow?"
+		return "closed the connection without answering: is this host's address in that agentcheck's [agent] allow?"
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return fmt.Sprintf("no answer within %s (peer down, or a firewall drops the port)", timeout)
 	}

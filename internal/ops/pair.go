@@ -11,7 +11,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/agent"
@@ -86,7 +85,7 @@ func ReadPair(ctx context.Context, cfg *config.Config, timeout time.Duration, wi
 	}
 	p.Local = ReadLocal(ctx, cfg, witnesses)
 	if err := <-daemon; err != nil {
-		p.LocalAgentError = strings.Replace(err.Error(), "peer agentcheck", "agentcheck", 1)
+		p.LocalAgentError = err.Error()
 	}
 	if aerr != nil {
 		p.PeerError = aerr.Error()
