@@ -54,7 +54,8 @@ func (l *Lab) vipguardStatus(ctx context.Context, t *testing.T, name string) (in
 var windowRE = regexp.MustCompile(`write-unavailability window ([0-9.]+m?s)`)
 
 // TestSwitchoverUnderWrites: vipguard status sees the pair as it is;
-// switchover refuses while the peer is in maintenance, and then, under
+// doctor passes the lab's setup; switchover refuses while the peer is in
+// maintenance, rolls back when it cannot complete in time, and then, under
 // writes through the VIP and HAProxy, moves the writer to the peer, loses
 // no acknowledged write, never leaves both nodes writable, reports its
 // window, and leaves the old writer a fenced standby replicating from the
@@ -143,6 +144,18 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	}
 	if err := l.WaitStable(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
+	}
+	// Not complete in time (shorter than keepalived's fall): exit 5,
+	// maintenance off again, the VIP where it was.
+	code, out = l.vipguardRun(ctx, from, 30*time.Second, "switchover", "--timeout", "300ms")
+	if code != 5 || !strings.Contains(out, "switchover NOT completed") || !strings.Contains(out, "maintenance off here") {
+		t.Errorf("switchover past its timeout: exit %d\n%s", code, out)
+	}
+	if err := l.WaitStable(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := l.Holder(ctx); h != from {
+		t.Fatalf("VIP on %q after an incomplete switchover was rolled back, want %s", h, from)
 	}
 	code, out = l.vipguardRun(ctx, from, 30*time.Second, append([]string{"switchover", "--dry-run"}, probeArgs...)...)
 	if code != 0 || !strings.Contains(out, "dry run: nothing changed") {

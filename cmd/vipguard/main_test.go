@@ -116,8 +116,16 @@ func TestStatusPeerUnreachable(t *testing.T) {
 	if r := runBin(t, "maint", "off", "-c", cfg); r.Code != 0 || !strings.Contains(r.Stdout, "maintenance: off") {
 		t.Errorf("maint off: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
-	if r := runBin(t, "-c", cfg, "doctor", "--keepalived-conf", "/nonexistent"); r.Code != exitProblem || !strings.Contains(r.Stdout, "FAIL  local  connect") {
+	if r := runBin(t, "-c", cfg, "doctor", "--keepalived-conf", "/nonexistent", "--haproxy-cfg", "/nonexistent"); r.Code != exitProblem || !strings.Contains(r.Stdout, "FAIL  local  connect") {
 		t.Errorf("doctor: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r = runBin(t, "-c", cfg, "doctor", "--json", "--keepalived-conf", "/nonexistent", "--haproxy-cfg", "/nonexistent")
+	var d struct {
+		Worst   string `json:"worst"`
+		Results []struct{ Check, Node, Level string }
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil || r.Code != exitProblem || d.Worst != "FAIL" || len(d.Results) < 5 {
+		t.Errorf("doctor --json: %d %v %+v", r.Code, err, d)
 	}
 }
 

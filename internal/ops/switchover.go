@@ -211,22 +211,26 @@ func Switchover(ctx context.Context, cfg *config.Config, o Options) (*Report, er
 	step("maintenance on here: mysqlcheck says unfit, keepalived moves the VIP")
 
 	deadline := time.Now().Add(o.Timeout)
-	var last Progress
+	// seen: each step is told once, though a read between two may see a
+	// node mid-way (a second fence running).
+	var seen Progress
 	var local, peer *nodestatus.Status
 	for {
 		p := ReadPair(ctx, cfg, o.PeerTimeout, false)
 		local, peer = p.Local, p.Peer
 		pr := Judge(local, peer, began)
-		if pr.PeerPromoted && !last.PeerPromoted {
+		if pr.PeerPromoted && !seen.PeerPromoted {
+			seen.PeerPromoted = true
 			step("%s promoted: writable, notify's promotion done", r.To)
 		}
-		if pr.LocalFenced && !last.LocalFenced {
+		if pr.LocalFenced && !seen.LocalFenced {
+			seen.LocalFenced = true
 			step("this node fenced by notify: read-only, final position %s", local.Notify.FinalPosition)
 		}
-		if pr.LocalReplicating && !last.LocalReplicating && pr.LocalFenced {
+		if pr.LocalReplicating && pr.LocalFenced && !seen.LocalReplicating {
+			seen.LocalReplicating = true
 			step("this node replicates from the peer")
 		}
-		last = pr
 		if pr.Done() {
 			r.Completed = true
 			break
