@@ -104,6 +104,12 @@ func TestStatusPeerUnreachable(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil || v.Peer != nil || !strings.Contains(v.PeerError, "connection refused") {
 		t.Errorf("json: %v %+v", err, v)
 	}
+	if r := runBin(t, "-c", cfg, "check"); r.Code != 1 || !strings.HasPrefix(r.Stderr, "mysqlcheck: unfit: ") {
+		t.Errorf("check: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	if r := runBin(t, "check", "-c", cfg, "--nagios"); r.Code != 2 || !strings.HasPrefix(r.Stdout, "VIPGUARD CRITICAL") {
+		t.Errorf("check --nagios: exit %d, stdout %q", r.Code, r.Stdout)
+	}
 	if r := runBin(t, "-c", cfg, "maint", "on", "--reason", "test"); r.Code != 0 || !strings.Contains(r.Stdout, "maintenance: on") {
 		t.Errorf("maint on: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
