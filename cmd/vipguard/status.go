@@ -43,7 +43,7 @@ func pairVerdict(v *ops.Pair) error {
 	switch {
 	case v.Local.MySQL != nil && peerRead && len(v.Problems) > 0:
 		return errProblem
-	case v.Local.MySQL == nil || (v.PeerAddr != "" && !peerRead):
+	case v.Local.MySQL == nil || (v.PeerConfigured && !peerRead):
 		return errWarning
 	}
 	return nil
@@ -64,12 +64,14 @@ func writeText(w io.Writer, v *ops.Pair) {
 	switch {
 	case v.Peer != nil:
 		writeNode(w, v.Peer, "peer, via "+v.PeerAddr)
-	case v.PeerAddr == "":
+	case !v.PeerConfigured:
 		fmt.Fprintf(w, "peer: %s\n", cli.Printable(v.PeerError))
+	case v.PeerAddr == "":
+		fmt.Fprintf(w, "peer: UNREACHABLE, state unknown: %s\n", cli.Printable(v.PeerError))
 	default:
 		fmt.Fprintf(w, "peer (%s): UNREACHABLE, state unknown\n  %s\n", v.PeerAddr, cli.Printable(v.PeerError))
 	}
-	if v.PeerAddr != "" {
+	if v.PeerConfigured {
 		fmt.Fprintln(w)
 		if len(v.Problems) == 0 && v.Peer != nil {
 			fmt.Fprintln(w, "pair: ok")

@@ -23,10 +23,13 @@ import (
 type Pair struct {
 	Local *nodestatus.Status `json:"local"`
 	// Peer is nil when it could not be read; PeerError says why.
-	Peer      *nodestatus.Status `json:"peer"`
-	PeerAddr  string             `json:"peer_agent,omitempty"`
-	PeerError string             `json:"peer_error,omitempty"`
-	Problems  []string           `json:"problems"`
+	Peer *nodestatus.Status `json:"peer"`
+	// PeerConfigured says [peer] host is set: a peer that cannot even be
+	// located is then as unknown as one that does not answer.
+	PeerConfigured bool     `json:"peer_configured"`
+	PeerAddr       string   `json:"peer_agent,omitempty"`
+	PeerError      string   `json:"peer_error,omitempty"`
+	Problems       []string `json:"problems"`
 	// LocalAgent is this node's agentcheck daemon's address, and
 	// LocalAgentError why it did not answer there ("" when it did): the
 	// answers above are computed here, HAProxy asks the daemon.
@@ -56,7 +59,7 @@ func ReadLocal(ctx context.Context, cfg *config.Config, witnesses bool) *nodesta
 
 // ReadPair reads both nodes at once; the peer's read is bounded by timeout.
 func ReadPair(ctx context.Context, cfg *config.Config, timeout time.Duration, witnesses bool) *Pair {
-	p := &Pair{}
+	p := &Pair{PeerConfigured: cfg.Peer.Host != ""}
 	type peerRes struct {
 		st  *nodestatus.Status
 		err error
@@ -95,7 +98,7 @@ func ReadPair(ctx context.Context, cfg *config.Config, timeout time.Duration, wi
 		p.Peer = r.st
 	}
 	p.Problems = []string{}
-	if p.PeerAddr != "" {
+	if p.PeerConfigured {
 		// A single node has nothing to judge as a pair.
 		p.Problems = append(p.Problems, nodestatus.PairProblems(p.Local, p.Peer)...)
 	}
