@@ -376,11 +376,8 @@ func yesNo(b bool) string {
 // DescribeWitnessSet names the witnesses a node asks (check.Witnesses'
 // result), without asking them.
 func DescribeWitnessSet(set witness.Set, err error) string {
-	switch {
-	case err != nil:
+	if err != nil {
 		return err.Error()
-	case len(set.Addrs) == 0:
-		return witness.NoWitnessWarning
 	}
-	return set.Source.String() + " " + strings.Join(set.Addrs, ", ")
+	return set.Describe()
 }
