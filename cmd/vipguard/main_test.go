@@ -113,7 +113,7 @@ func TestStatusPeerUnreachable(t *testing.T) {
 	if r := runBin(t, "-c", cfg, "maint", "on", "--reason", "test"); r.Code != 0 || !strings.Contains(r.Stdout, "maintenance: on") {
 		t.Errorf("maint on: %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
-	if r := runBin(t, "-c", cfg, "status"); !strings.Contains(r.Stdout, "maintenance: ON") {
+	if r := runBin(t, "-c", cfg, "status"); !strings.Contains(r.Stdout, "  maintenance: on since ") {
 		t.Errorf("status under maintenance:\n%s", r.Stdout)
 	}
 	if r := runBin(t, "-c", cfg, "switchover", "--dry-run"); r.Code != exitProblem || !strings.Contains(r.Stdout, "refused") {

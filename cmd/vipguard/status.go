@@ -10,6 +10,7 @@ import (
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/nodestatus"
 	"github.com/vipguard/vipguard/internal/ops"
+	"github.com/vipguard/vipguard/internal/state"
 )
 
 type statusCmd struct {
@@ -118,14 +119,13 @@ func writeNode(w io.Writer, s *nodestatus.Status, label string) {
 	} else {
 		line("verdict", "%s: %s", s.Verdict, s.Reason)
 	}
-	if m := s.Maintenance; m.On {
-		since := ""
-		if m.Since != nil {
-			since = " since " + m.Since.Format(time.RFC3339)
-		}
-		line("maintenance", "ON%s by %s (%s)", since, orNone(m.By), m.Reason)
-	} else {
-		line("maintenance", "off")
+	m := state.Maintenance{On: s.Maintenance.On, Reason: s.Maintenance.Reason, By: s.Maintenance.By}
+	if s.Maintenance.Since != nil {
+		m.Since = *s.Maintenance.Since
+	}
+	fmt.Fprintf(w, "  %s\n", cli.DescribeMaintenance(m)) // escapes what it shows
+	if e := s.Maintenance.Error; e != "" {
+		fmt.Fprintf(w, "  %-13s%s\n", "", p("flag unreadable: "+e))
 	}
 	switch n := s.Notify; {
 	case s.NotifyError != "":
