@@ -189,10 +189,12 @@ func TestStatusPair(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil {
 			t.Fatalf("%v: %s%s", err, r.Stdout, r.Stderr)
 		}
-		if v.Peer != nil && v.Peer.Role == nodestatus.RoleFenced || time.Now().After(deadline) {
-			// No witness here: WARNING, still fit; the pair is sound.
-			if r.Code != 0 || v.Local.Role != nodestatus.RoleWriter || len(v.Problems) != 0 {
-				t.Errorf("exit %d: local %s, peer %+v, problems %v\n%s", r.Code, v.Local.Role, v.Peer, v.Problems, r.Stderr)
+		// No witness here: WARNING, still fit; the pair is sound. A loaded
+		// machine may need a second poll.
+		good := r.Code == 0 && v.Local.Role == nodestatus.RoleWriter && v.Peer != nil && v.Peer.Role == nodestatus.RoleFenced && len(v.Problems) == 0
+		if good || time.Now().After(deadline) {
+			if !good {
+				t.Errorf("exit %d: local %+v, peer %+v, problems %v\n%s", r.Code, v.Local, v.Peer, v.Problems, r.Stderr)
 			}
 			break
 		}
@@ -201,11 +203,22 @@ func TestStatusPair(t *testing.T) {
 	if v.Peer == nil || v.Peer.Role != nodestatus.RoleFenced || !v.Peer.Streaming() {
 		t.Fatalf("peer: %+v (%s)", v.Peer, v.PeerError)
 	}
-	r := runBin(t, "-c", acfg, "status")
-	for _, want := range []string{"(this node, state of ", "role:        writer: read_only=OFF, promoted by notify", "  mysql:       mariadb", "read_only=false",
-		"(peer, via ", "role:        fenced", "pair: ok"} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Errorf("text status lacks %q:\n%s", want, r.Stdout)
+	wants := []string{"(this node, state of ", "role:        writer: read_only=OFF, promoted by notify", "  mysql:       mariadb", "read_only=false",
+		"(peer, via ", "role:        fenced", "pair: ok"}
+	var r clitest.Result
+	for try := 0; try < 3; try++ {
+		r = runBin(t, "-c", acfg, "status")
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(r.Stdout, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if try == 2 {
+			t.Errorf("text status lacks %q:\n%s", missing, r.Stdout)
 		}
 	}
 	// Two writers: a problem, exit 4.
