@@ -51,6 +51,22 @@ func (l *Lab) vipguardStatus(ctx context.Context, t *testing.T, name string) (in
 	return code, ps
 }
 
+// waitStatus runs vipguard status on name until ok says so, for at most
+// 10 s (the peer's document is up to one poll old), and returns the last.
+func (l *Lab) waitStatus(ctx context.Context, t *testing.T, name string, ok func(int, pairStatus) bool) (int, pairStatus) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, ps := l.vipguardStatus(ctx, t, name)
+		if ok(code, ps) || time.Now().After(deadline) {
+			return code, ps
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return code, ps
+		}
+	}
+}
+
 var windowRE = regexp.MustCompile(`write-unavailability window ([0-9.]+m?s)`)
 
 // TestSwitchoverUnderWrites: vipguard status sees the pair as it is;
@@ -83,8 +99,10 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 
 	// status: the holder is the writer, its peer a fenced standby.
 	for _, c := range []struct{ node, local, peer string }{{from, nodestatus.RoleWriter, nodestatus.RoleFenced}, {to, nodestatus.RoleFenced, nodestatus.RoleWriter}} {
-		code, ps := l.vipguardStatus(ctx, t, c.node)
 		// The standby is fenced once notify ran there; standby would do.
+		code, ps := l.waitStatus(ctx, t, c.node, func(code int, ps pairStatus) bool {
+			return code == 0 && sameRole(ps.Local, c.local) && sameRole(ps.Peer, c.peer) && len(ps.Problems) == 0
+		})
 		if code != 0 || !sameRole(ps.Local, c.local) || !sameRole(ps.Peer, c.peer) || len(ps.Problems) != 0 {
 			t.Fatalf("status on %s: exit %d, local %s, peer %+v, problems %v", c.node, code, ps.Local.Role, ps.Peer, ps.Problems)
 		}
@@ -219,9 +237,11 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 		len(lr.Acked), len(rep.BothWritable), rep.Samples))
 
 	// status again: the roles swapped, maintenance off on both.
-	code, ps := l.vipguardStatus(ctx, t, to)
-	if code != 0 || ps.Local.Role != nodestatus.RoleWriter || ps.Peer == nil || ps.Peer.Role != nodestatus.RoleFenced ||
-		ps.Local.Maintenance.On || ps.Peer.Maintenance.On || !ps.Peer.Streaming() {
+	swapped := func(code int, ps pairStatus) bool {
+		return code == 0 && ps.Local.Role == nodestatus.RoleWriter && ps.Peer != nil && ps.Peer.Role == nodestatus.RoleFenced &&
+			!ps.Local.Maintenance.On && !ps.Peer.Maintenance.On && ps.Peer.Streaming()
+	}
+	if code, ps := l.waitStatus(ctx, t, to, swapped); !swapped(code, ps) {
 		t.Errorf("status on %s after the switchover: exit %d, local %+v, peer %+v", to, code, ps.Local, ps.Peer)
 	}
 	recovered = true
