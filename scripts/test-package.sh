@@ -212,8 +212,11 @@ cat >"$tmp/rpm.expected" <<'EOF'
 /usr/share/doc/vipguard/README.agentcheck.md.gz
 /usr/share/doc/vipguard/README.md.gz
 /usr/share/doc/vipguard/README.packaging.md
+/usr/share/doc/vipguard/examples/grafana/vipguard-dashboard.json
 /usr/share/doc/vipguard/examples/haproxy/haproxy.cfg
 /usr/share/doc/vipguard/examples/keepalived/keepalived.conf
+/usr/share/doc/vipguard/examples/prometheus/vipguard-alerts.test.yml
+/usr/share/doc/vipguard/examples/prometheus/vipguard-alerts.yml
 /usr/share/doc/vipguard/examples/vipguard.toml
 /usr/share/licenses/vipguard
 /usr/share/licenses/vipguard/LICENSE
