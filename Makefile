@@ -41,7 +41,7 @@ fuzz:
 # One failover on the namespace lab (real MariaDB pair, keepalived, HAProxy,
 # a client writing through the VIP) with a live timeline. Root needed.
 demo: deps build
-	$(GO) run ./lab/cmd/vglab demo
+	$(GO) run ./tools/vglab demo
 
 # mysqlcheck's verdicts on a replicating pair through faults (no namespaces).
 
@@ -58,7 +58,7 @@ bench: deps build
 
 # Write-unavailability window per fault scenario (median of 3 runs).
 bench-failover: deps build
-	$(GO) run ./lab/cmd/vglab bench-failover --runs 3
+	$(GO) run ./tools/vglab bench-failover --runs 3
 
 # deb and rpm in dist/ (nfpm pinned, run through the Go toolchain; version
 # from git or VERSION=1.2.3, reproducible with SOURCE_DATE_EPOCH).
@@ -69,7 +69,7 @@ test-package: deps
 	sh scripts/test-package.sh
 
 lab-clean:
-	$(GO) run ./lab/cmd/vglab clean
+	$(GO) run ./tools/vglab clean
 
 clean:
 	rm -rf bin dist

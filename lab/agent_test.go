@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // agentInter is agent-inter in examples/haproxy/haproxy.cfg.

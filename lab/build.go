@@ -53,7 +53,7 @@ func HasNotify(root string) bool {
 // as they ship: mysqlcheck, agentcheck, the operator's vipguard, the load
 // generator, the stale-client reset diagnostic, and notify when asked.
 func build(ctx context.Context, root, binDir string, notify bool) error {
-	pkgs := []string{"./cmd/mysqlcheck", "./cmd/agentcheck", "./cmd/vipguard", "./lab/cmd/vgload", "./lab/cmd/vgreset"}
+	pkgs := []string{"./cmd/mysqlcheck", "./cmd/agentcheck", "./cmd/vipguard", "./tools/vgload", "./tools/vgreset"}
 	if notify {
 		if !HasNotify(root) {
 			return errors.New("notify requested but cmd/notify does not exist yet")

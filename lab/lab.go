@@ -2,7 +2,7 @@
 // HAProxy on one machine, in network namespaces the lab creates, under
 // injected faults. It is the project's end-to-end test suite (lab_test.go,
 // run with VIPGUARD_LAB=1), its demo and its failover benchmark
-// (lab/cmd/vglab).
+// (tools/vglab).
 //
 // Topology: namespaces <prefix>-db1, -db2, -proxy, -client, each with one
 // veth into a bridge that lives in its own namespace (<prefix>-sw), so the
@@ -31,7 +31,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // Options tune Start.

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/lab/loadev"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // LoadOptions tune the client's load.

@@ -393,7 +393,7 @@ func fmtDur(d time.Duration) string {
 // Under the stand-in (no reset at all: today's reality), 20 idle clients
 // through the VIP stay ESTABLISHED to the old node after keepalived stops
 // there. Then the lab runs the very reset notify's fence uses
-// (internal/tcpreset, through lab/cmd/vgreset) on the old node, after the
+// (internal/tcpreset, through tools/vgreset) on the old node, after the
 // peer holds the VIP: the stale connections close. This pins down the
 // technique apart from when notify fires it.
 func TestStaleClientResetAfterVIPMove(t *testing.T) {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/nodestatus"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // vipguardRun runs the built vipguard in the node's namespace with the

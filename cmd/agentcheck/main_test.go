@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/clitest"
+	"github.com/vipguard/vipguard/testsupport/clitest"
 )
 
 var bin string

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/clitest"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
-	"github.com/vipguard/vipguard/internal/nettest"
 	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/internal/witness"
+	"github.com/vipguard/vipguard/testsupport/clitest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/nettest"
 )
 
 // The CLI contract (exit codes, one-line messages) is tested on the built

@@ -12,7 +12,7 @@ import (
 
 	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // The Monitoring Plugins guidelines' output grammar: one line

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/clitest"
+	"github.com/vipguard/vipguard/testsupport/clitest"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 var notifyBin string

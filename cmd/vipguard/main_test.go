@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/agent"
-	"github.com/vipguard/vipguard/internal/clitest"
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
-	"github.com/vipguard/vipguard/internal/nettest"
 	"github.com/vipguard/vipguard/internal/nodestatus"
 	"github.com/vipguard/vipguard/internal/ops"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/testsupport/clitest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/nettest"
 )
 
 // The CLI contract is tested on the built binary, with mysqlcheck built

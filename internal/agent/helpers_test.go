@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // testConfig writes and loads a configuration; mysql is the [mysql] body.

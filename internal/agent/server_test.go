@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // TestPairRoles runs the responder against a real replicating pair.

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/nodestatus"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // serveOnly runs a server that polled once and never again: whatever it

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/internal/witness"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func ptr[T any](v T) *T { return &v }

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
-	"github.com/vipguard/vipguard/internal/nettest"
 	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/internal/witness"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/nettest"
 )
 
 // saveLearned writes a learned-witness list holding ip, qualified.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // Each row produces its error for real (a probe against a real path or a

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/nettest"
+	"github.com/vipguard/vipguard/testsupport/nettest"
 )
 
 func TestProbeWitnesses(t *testing.T) {

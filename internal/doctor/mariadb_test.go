@@ -15,11 +15,11 @@ import (
 
 	"github.com/vipguard/vipguard/internal/agent"
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
-	"github.com/vipguard/vipguard/internal/nettest"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/internal/witness"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/nettest"
 )
 
 // The account the README's first "Required grants" block creates, made

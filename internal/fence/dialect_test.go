@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func TestUnkillableDecision(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // The duplicate-key incident: a slow autocommit INSERT running on the writer

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func TestRelayApplied(t *testing.T) {

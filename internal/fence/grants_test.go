@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/check"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // readmeGrants returns the GRANT statements of the README's grant block

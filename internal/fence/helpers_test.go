@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/config"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 // Peer fencing runs over TCP as this account (root logs in by socket only).

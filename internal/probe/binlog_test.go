@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func TestOwnWrite(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func TestChannelHealth(t *testing.T) {

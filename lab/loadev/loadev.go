@@ -1,5 +1,5 @@
 // Package loadev is the wire format between the lab and its load generator
-// (lab/cmd/vgload): one JSON Event per line on vgload's stdout.
+// (tools/vgload): one JSON Event per line on vgload's stdout.
 package loadev
 
 // Event is one line of vgload's output.

@@ -34,9 +34,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/checkload"
-	"github.com/vipguard/vipguard/internal/mariadbtest"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/testsupport/checkload"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func main() {

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vipguard/vipguard/internal/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
 func main() {

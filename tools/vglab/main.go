@@ -7,7 +7,7 @@
 // by killed runs. Everything is torn down on exit, also on Ctrl-C.
 //
 // It must run as root from inside the source tree (it builds the binaries
-// it runs), e.g. go run ./lab/cmd/vglab demo.
+// it runs), e.g. go run ./tools/vglab demo.
 package main
 
 import (
