@@ -52,10 +52,10 @@ type statusCmd struct{}
 
 func main() {
 	var c cmdline
-	command := cli.Parse(&c, prog, "Answer HAProxy's agent-check and HTTP health checks for this MySQL/MariaDB node.")
+	kctx := cli.Parse(&c, prog, "Answer HAProxy's agent-check and HTTP health checks for this MySQL/MariaDB node.")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, command, &c, os.Stdin, os.Stdout, os.Stderr)
+	err := cli.Run(kctx, &cli.Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, &c.Globals)
 	if err != nil {
 		cli.Errorf(os.Stderr, prog, "%v", err)
 	}
@@ -66,19 +66,11 @@ func main() {
 // exitCode is the one place mapping run's result to the process status.
 func exitCode(err error) int { return cli.ExitCode(err) }
 
-func run(ctx context.Context, command string, c *cmdline, stdin io.Reader, stdout, stderr io.Writer) error {
-	switch command {
-	case "maint <action>":
-		return c.Maint.Run(&c.Globals, stdout)
-	case "serve":
-		return serve(ctx, &c.Globals, stderr)
-	case "inetd":
-		return inetd(ctx, &c.Globals, stdin, stdout)
-	case "status":
-		return status(ctx, &c.Globals, stdout)
-	}
-	return fmt.Errorf("unknown command %q", command)
+func (serveCmd) Run(g *cli.Globals, env *cli.Env) error { return serve(env.Ctx, g, env.Stderr) }
+func (inetdCmd) Run(g *cli.Globals, env *cli.Env) error {
+	return inetd(env.Ctx, g, env.Stdin, env.Stdout)
 }
+func (statusCmd) Run(g *cli.Globals, env *cli.Env) error { return status(env.Ctx, g, env.Stdout) }
 
 func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 	cfg, err := g.Load()

@@ -66,8 +66,25 @@ type cmdline struct {
 	Nagios  bool          `help:"Behave as a Nagios/Icinga plugin: one status line with perfdata on stdout; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also on usage errors)."`
 	Quiet   bool          `short:"q" help:"Print nothing when fit."`
 
-	Check struct{}     `cmd:"" default:"withargs" help:"Check whether this node is fit to hold the VIP (the default)."`
-	Maint cli.MaintCmd `cmd:"" help:"Turn maintenance mode on or off, or show it. On makes this node unfit, so keepalived moves the VIP away."`
+	Check checkCmd `cmd:"" default:"withargs" help:"Check whether this node is fit to hold the VIP (the default)."`
+	Maint maintCmd `cmd:"" help:"Turn maintenance mode on or off, or show it. On makes this node unfit, so keepalived moves the VIP away."`
+}
+
+type checkCmd struct{}
+
+// Run runs the check; it prints its own verdict line.
+func (checkCmd) Run(c *cmdline, env *cli.Env) error { return run(env.Ctx, c, env.Stdout, env.Stderr) }
+
+// maintCmd is the shared maintenance switch, which leaves printing its
+// error to the command.
+type maintCmd struct{ cli.MaintCmd }
+
+func (m *maintCmd) Run(g *cli.Globals, env *cli.Env) error {
+	err := m.MaintCmd.Run(g, env)
+	if err != nil {
+		cli.Errorf(env.Stderr, prog, "%v", err)
+	}
+	return err
 }
 
 // errUnfit carries the verdict out of run when the node is not fit.
@@ -113,18 +130,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var code int
-	switch kctx.Command() {
-	case "maint <action>":
-		err := c.Maint.Run(&c.Globals, os.Stdout)
-		if err != nil {
-			cli.Errorf(os.Stderr, prog, "%v", err)
-		}
-		code = cli.ExitCode(err)
-	default:
-		code = exitCode(c.Nagios, run(ctx, &c, os.Stdout, os.Stderr))
-	}
-	os.Exit(code)
+	err = cli.Run(kctx, &cli.Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, &c.Globals)
+	os.Exit(exitCode(c.Nagios, err))
 }
 
 // nagiosRequested reports whether args ask for --nagios (before any "--").

@@ -68,41 +68,61 @@ type fifoCmd struct {
 
 func main() {
 	var c cmdline
-	command := cli.Parse(&c, prog, "Fence or promote this MySQL/MariaDB node on a keepalived state change.")
+	kctx := cli.Parse(&c, prog, "Fence or promote this MySQL/MariaDB node on a keepalived state change.")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, &c, command, os.Stdout, os.Stderr)
+	err := cli.Run(kctx, &cli.Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, &c.Globals)
 	if err != nil && !errors.Is(err, fence.ErrSuperseded) {
 		cli.Errorf(os.Stderr, prog, "%v", err)
 	}
 	os.Exit(exitCode(err))
 }
 
-// run loads the configuration and handles the event(s).
-func run(ctx context.Context, c *cmdline, command string, stdout, stderr io.Writer) error {
+// engine loads the configuration and sets up the fence engine and its log.
+func (c *cmdline) engine(env *cli.Env) (*fence.Engine, error) {
 	cfg, err := c.Load()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	level := slog.LevelInfo
 	if c.Verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(logDestination(stderr), &slog.HandlerOptions{Level: level})).With("prog", prog)
-	eng := &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: stdout, ResetClients: resetDetached(c.Config, stderr)}
-	switch command {
-	case "reset-clients <vip>":
-		rctx, cancel := context.WithTimeout(ctx, resetBudget)
-		defer cancel()
-		return tcpreset.Reset(rctx, c.Reset.VIP, log)
-	case "fifo <fifo>":
-		return runFIFO(ctx, eng, c.FIFO.Path)
+	log := slog.New(slog.NewTextHandler(logDestination(env.Stderr), &slog.HandlerOptions{Level: level})).With("prog", prog)
+	return &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: env.Stdout, ResetClients: resetDetached(c.Config, env.Stderr)}, nil
+}
+
+// Run handles one event given on the command line.
+func (e *eventCmd) Run(c *cmdline, env *cli.Env) error {
+	eng, err := c.engine(env)
+	if err != nil {
+		return err
 	}
-	ev, err := fence.ParseArgs(c.Event.Args)
+	ev, err := fence.ParseArgs(e.Args)
 	if err != nil {
 		return &usageError{err}
 	}
-	return handleOne(ctx, eng, ev)
+	return handleOne(env.Ctx, eng, ev)
+}
+
+// Run handles the events keepalived writes to its notify FIFO.
+func (f *fifoCmd) Run(c *cmdline, env *cli.Env) error {
+	eng, err := c.engine(env)
+	if err != nil {
+		return err
+	}
+	return runFIFO(env.Ctx, eng, f.Path)
+}
+
+// Run resets the stale clients of a VIP that left this node.
+func (r *resetCmd) Run(c *cmdline, env *cli.Env) error {
+	eng, err := c.engine(env)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(env.Ctx, resetBudget)
+	defer cancel()
+	return tcpreset.Reset(ctx, r.VIP, eng.Log)
 }
 
 // resetBudget bounds a detached reset-clients run: segments are re-sent for

@@ -52,7 +52,7 @@ type cmdline struct {
 	Switchover switchoverCmd `cmd:"" help:"Move the writer to the peer: maintenance on here, wait for the peer's promotion and this node's fence, maintenance off."`
 	Maint      cli.MaintCmd  `cmd:"" help:"Turn maintenance mode on or off, or show it. On makes this node unfit, so keepalived moves the VIP away, and drains it in HAProxy."`
 	Check      checkCmd      `cmd:"" passthrough:"all" help:"mysqlcheck's verdict: is this node fit to hold the VIP? (Arguments go to mysqlcheck.)"`
-	Version    struct{}      `cmd:"" help:"Print the version."`
+	Version    versionCmd    `cmd:"" help:"Print the version."`
 }
 
 // Errors run returns that map to their own exit codes.
@@ -70,13 +70,13 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == "help" {
 		os.Args[1] = "--help"
 	}
-	command := cli.Parse(&c, prog, "Operate a vipguard MySQL/MariaDB pair: status, doctor, switchover, maintenance.")
+	kctx := cli.Parse(&c, prog, "Operate a vipguard MySQL/MariaDB pair: status, doctor, switchover, maintenance.")
 	// The driver logs every connection it finds cut; the switchover's
 	// probe has its connections cut on purpose, and counts them itself.
 	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, command, &c, os.Stdout, os.Stderr)
+	err := cli.Run(kctx, &cli.Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, &c.Globals)
 	if err != nil && !isVerdict(err) {
 		cli.Errorf(os.Stderr, prog, "%v", err)
 	}
@@ -102,23 +102,19 @@ func exitCode(err error) int {
 	return cli.ExitCode(err)
 }
 
-func run(ctx context.Context, command string, c *cmdline, stdout, stderr io.Writer) error {
-	switch command {
-	case "status":
-		return c.Status.run(ctx, &c.Globals, stdout)
-	case "doctor":
-		return c.Doctor.run(ctx, &c.Globals, stdout)
-	case "switchover":
-		return c.Switchover.run(ctx, &c.Globals, stdout)
-	case "maint <action>":
-		return c.Maint.Run(&c.Globals, stdout)
-	case "check", "check <args>":
-		return c.Check.run(&c.Globals)
-	case "version":
-		fmt.Fprintln(stdout, cli.VersionString())
-		return nil
-	}
-	return fmt.Errorf("unknown command %q", command)
+// The commands' Run methods, called by kong for the selected command.
+func (s *statusCmd) Run(g *cli.Globals, env *cli.Env) error { return s.run(env.Ctx, g, env.Stdout) }
+func (d *doctorCmd) Run(g *cli.Globals, env *cli.Env) error { return d.run(env.Ctx, g, env.Stdout) }
+func (s *switchoverCmd) Run(g *cli.Globals, env *cli.Env) error {
+	return s.run(env.Ctx, g, env.Stdout)
+}
+func (k *checkCmd) Run(g *cli.Globals) error { return k.run(g) }
+
+type versionCmd struct{}
+
+func (versionCmd) Run(env *cli.Env) error {
+	fmt.Fprintln(env.Stdout, cli.VersionString())
+	return nil
 }
 
 // checkCmd hands its arguments to mysqlcheck, which names itself

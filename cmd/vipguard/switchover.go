@@ -36,7 +36,7 @@ func (s *switchoverCmd) run(ctx context.Context, g *cli.Globals, stdout io.Write
 				action = "on"
 			}
 			m := cli.MaintCmd{Action: action, Reason: reason}
-			return m.Run(g, io.Discard)
+			return m.Run(g, &cli.Env{Stdout: io.Discard})
 		}}
 	if s.ProbeDefaults != "" {
 		if o.Probe, err = probeOptions(cfg, s.ProbeDefaults, s.ProbeTable); err != nil {

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -95,8 +96,19 @@ type MaintCmd struct {
 	Reason string `help:"Why (shown by status, mysqlcheck and agentcheck)." placeholder:"TEXT"`
 }
 
+// Env is what every command's Run method is given besides the parsed
+// command line: the process's context and streams (tests give others).
+type Env struct {
+	Ctx    context.Context
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
 // Run performs the maintenance action and prints the resulting state.
-func (m *MaintCmd) Run(g *Globals, stdout io.Writer) error {
+func (m *MaintCmd) Run(g *Globals, env *Env) error { return m.run(g, env.Stdout) }
+
+func (m *MaintCmd) run(g *Globals, stdout io.Writer) error {
 	if m.Action == "on" {
 		if err := state.CheckReason(m.Reason); err != nil {
 			return err
@@ -188,10 +200,10 @@ func whoami() string {
 	return name
 }
 
-// Parse parses os.Args into grammar with the house options and returns the
-// selected command ("maint <action>", ...). A usage error prints
-// "prog: error: ..." with the usage and exits with ExitUsage.
-func Parse(grammar any, prog, description string) string {
+// Parse parses os.Args into grammar with the house options and returns
+// kong's context, whose selected command Run dispatches to. A usage error
+// prints "prog: error: ..." with the usage and exits with ExitUsage.
+func Parse(grammar any, prog, description string) *kong.Context {
 	parser := kong.Must(grammar,
 		kong.Name(prog),
 		kong.Description(description),
@@ -203,5 +215,10 @@ func Parse(grammar any, prog, description string) string {
 		parser.Errorf("%s", err)
 		os.Exit(ExitUsage)
 	}
-	return kctx.Command()
+	return kctx
 }
+
+// Run calls the Run method of the command kctx selected. Its arguments are
+// filled from env, the global flags g, and the parsed command line (the
+// command's own struct and every parent's).
+func Run(kctx *kong.Context, env *Env, g *Globals) error { return kctx.Run(env, g) }
