@@ -94,7 +94,17 @@ func TestUsage(t *testing.T) {
 
 // A peer that cannot be reached is shown as such, never as healthy.
 func TestStatusPeerUnreachable(t *testing.T) {
-	cfg := writeConfig(t, fmt.Sprintf("[mysql]\nsocket = \"/nonexistent/sock\"\n[peer]\nhost = \"127.0.0.1\"\nagent = %q\n", nettest.Refusing(t)))
+	// A socket nothing listens on: a stopped mysqld, whatever else runs on
+	// this machine (a missing path would read as a typo when another
+	// test's server listens meanwhile).
+	dead := filepath.Join(t.TempDir(), "mysqld.sock")
+	l, err := net.Listen("unix", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	cfg := writeConfig(t, fmt.Sprintf("[mysql]\nsocket = %q\n[peer]\nhost = \"127.0.0.1\"\nagent = %q\n", dead, nettest.Refusing(t)))
 	r := runBin(t, "-c", cfg, "status")
 	if r.Code != exitWarning || !strings.Contains(r.Stdout, "UNREACHABLE, state unknown") || !strings.Contains(r.Stdout, "role:        unknown") {
 		t.Errorf("exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
