@@ -29,6 +29,7 @@ import (
 	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/cli"
 	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/nodestatus"
 	"github.com/vipguard/vipguard/internal/systemd"
 )
 
@@ -252,7 +253,7 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "notify:      no outcome recorded on this node\n")
 	}
-	fmt.Fprintf(stdout, "witnesses:   %s\n", p(describeWitnesses(cfg)))
+	fmt.Fprintf(stdout, "witnesses:   %s\n", p(nodestatus.DescribeWitnessSet(check.Witnesses(cfg))))
 	if st.Err != nil {
 		fmt.Fprintf(stdout, "mysql:       poll failed after %s: %s\n", st.Took.Round(time.Millisecond), p(st.Err.Error()))
 	} else if s := st.Snapshot; s != nil {
@@ -275,16 +276,6 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%-10s agent %-9s http %-10s %d  %s\n", c.agent, trimLine(a), c.http, a.HTTPStatus(), p(a.Reason))
 	}
 	return nil
-}
-
-// describeWitnesses says which witnesses mysqlcheck and notify ask, or
-// that there are none.
-func describeWitnesses(cfg *config.Config) string {
-	set, err := check.Witnesses(cfg)
-	if err != nil {
-		return err.Error()
-	}
-	return set.Describe()
 }
 
 // trimLine is the agent reply without its description.
