@@ -86,7 +86,7 @@ func main() {
 
 // isVerdict reports whether err is only a verdict the output already shows.
 func isVerdict(err error) bool {
-	return err == errWarning || err == errProblem || err == errIncomplete
+	return errors.Is(err, errWarning) || errors.Is(err, errProblem) || errors.Is(err, errIncomplete)
 }
 
 // exitCode is the one place mapping run's result to the process status.
