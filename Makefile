@@ -33,7 +33,7 @@ unit:
 
 # The tests that need no lab, under the race detector.
 race:
-	VIPGUARD_REQUIRE_SERVERS=1 $(GO) test -count=1 -race ./cmd/... ./internal/...
+	VIPGUARD_REQUIRE_SERVERS=1 $(GO) test -count=1 -race ./cmd/... ./internal/... ./testsupport/...
 
 fuzz:
 	@sh scripts/fuzz-all.sh $(FUZZTIME)
