@@ -48,35 +48,42 @@ func kernelSaysLocal(addr netip.Addr) (bool, error) {
 	return false, fmt.Errorf("route lookup of %s: no route in the kernel's answer", addr)
 }
 
-// destroySocket closes the local TCP socket with exactly this 4-tuple
+// destroySockets closes the local TCP sockets with exactly these 4-tuples
 // (SOCK_DESTROY, what "ss -K" does, without a filter that could match
-// more). A socket that is already gone is not an error.
+// more). Sockets that are already gone are not an error.
 //
 // The kernel finds the socket to destroy the way it routes a packet: the
 // connection with that 4-tuple, or, when there is none any more, the
 // socket listening on the local port — mysqld's listener, whose
 // destruction would leave mysqld spinning on a dead socket. So the
-// connection is first looked up in a dump of connections (listeners are
-// not in it) and destroyed by the identity the dump gave, cookie included,
-// which no other socket has.
-func destroySocket(c Conn) error {
-	id, family, found, err := findConn(c)
-	if err != nil {
-		return fmt.Errorf("finding %s -> %s: %w", c.Local, c.Remote, err)
-	}
-	if !found {
+// connections are first looked up in one dump of connections (listeners
+// are not in it) and each is destroyed by the identity the dump gave,
+// cookie included, which no other socket has.
+func destroySockets(conns []Conn) error {
+	if len(conns) == 0 {
 		return nil
 	}
-	req := append(diagRequest(family, staleStateMask()), id...)
-	_, err = netlinkRequest(netlinkSockDiag, sockDestroy, syscall.NLM_F_REQUEST|syscall.NLM_F_ACK, req)
-	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESTALE) {
-		// Gone meanwhile; its port may have a new owner, untouched.
-		return nil
-	}
+	found, err := findConns(conns)
 	if err != nil {
-		return fmt.Errorf("closing %s -> %s: %w", c.Local, c.Remote, err)
+		return fmt.Errorf("listing connections: %w", err)
 	}
-	return nil
+	var errs []error
+	for _, c := range conns {
+		s, ok := found[[2]netip.AddrPort{c.Local, c.Remote}]
+		if !ok {
+			continue
+		}
+		req := append(diagRequest(s.family, staleStateMask()), s.id...)
+		_, err := netlinkRequest(netlinkSockDiag, sockDestroy, syscall.NLM_F_REQUEST|syscall.NLM_F_ACK, req)
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ESTALE) {
+			// Gone meanwhile; its port may have a new owner, untouched.
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("closing %s -> %s: %w", c.Local, c.Remote, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // diagRequest starts an inet_diag_req_v2: family, protocol, ext, pad, the
@@ -106,24 +113,35 @@ const (
 	inetDiagMsgLen   = 72
 )
 
-// findConn dumps the connections in staleStates, IPv4 and IPv6 (a dual-
-// stack listener's IPv4 clients are IPv6 sockets), and returns the
-// inet_diag_sockid and family of the one with c's 4-tuple.
-func findConn(c Conn) (id []byte, family uint8, found bool, err error) {
+// diagSocket is how the kernel identifies one dumped socket.
+type diagSocket struct {
+	family uint8
+	id     []byte // inet_diag_sockid
+}
+
+// findConns dumps the connections in staleStates, IPv4 and IPv6 (a dual-
+// stack listener's IPv4 clients are IPv6 sockets), once, and returns those
+// among conns by their 4-tuple.
+func findConns(conns []Conn) (map[[2]netip.AddrPort]diagSocket, error) {
+	want := make(map[[2]netip.AddrPort]bool, len(conns))
+	for _, c := range conns {
+		want[[2]netip.AddrPort{c.Local, c.Remote}] = true
+	}
+	found := map[[2]netip.AddrPort]diagSocket{}
 	for _, fam := range []uint8{syscall.AF_INET, syscall.AF_INET6} {
 		req := append(diagRequest(fam, staleStateMask()), make([]byte, sockIDLen)...)
 		msgs, err := netlinkRequest(netlinkSockDiag, sockDiagByFamily, syscall.NLM_F_REQUEST|syscall.NLM_F_DUMP, req)
 		if err != nil {
-			return nil, 0, false, err
+			return nil, err
 		}
 		for _, m := range msgs {
 			local, remote, ok := parseDiagMsg(m.Data)
-			if ok && local == c.Local && remote == c.Remote {
-				return m.Data[4 : 4+sockIDLen], m.Data[0], true, nil
+			if k := [2]netip.AddrPort{local, remote}; ok && want[k] {
+				found[k] = diagSocket{family: m.Data[0], id: m.Data[4 : 4+sockIDLen]}
 			}
 		}
 	}
-	return nil, 0, false, nil
+	return found, nil
 }
 
 // parseDiagMsg reads the 4-tuple of one inet_diag_msg, IPv4-mapped
@@ -169,8 +187,9 @@ func netlinkRequest(proto int, typ, flags uint16, body []byte) ([]syscall.Netlin
 	}
 	var out []syscall.NetlinkMessage
 	for {
-		// A new buffer each time: the messages kept point into it.
-		buf := make([]byte, 32<<10)
+		// A new buffer each time: the messages kept point into it. The
+		// kernel fills a dump datagram up to 32 KiB; twice that leaves room.
+		buf := make([]byte, 64<<10)
 		n, _, err := syscall.Recvfrom(fd, buf, 0)
 		if err != nil {
 			return nil, fmt.Errorf("netlink receive: %w", err)

@@ -291,13 +291,7 @@ const (
 // closeLocal destroys the local sockets recorded at the start, and only
 // those: a socket opened on the VIP since then is not stale.
 func closeLocal(conns []Conn, log *slog.Logger) error {
-	var errs []error
-	for _, c := range conns {
-		if err := destroySocket(c); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := destroySockets(conns); err != nil {
 		return fmt.Errorf("closing local sockets of the VIP: %w", err)
 	}
 	log.Info("local sockets of the VIP closed", "count", len(conns))
