@@ -153,13 +153,27 @@ func (b *Book) Snapshot(now time.Time) (all []Learned, changed bool) {
 	return all, changed
 }
 
-// Witnesses returns the qualified hosts of a saved list.
+// Witnesses returns the qualified hosts of a saved list: at most r.Max,
+// the most recently heard, whatever the file holds (each is asked at
+// every check).
 func Witnesses(r Rules, saved []Learned) []netip.Addr {
 	b := Book{rules: r}
-	var out []netip.Addr
+	var q []Learned
 	for i := range saved {
 		if b.qualified(&saved[i]) {
-			out = append(out, saved[i].IP)
+			q = append(q, saved[i])
+		}
+	}
+	sort.SliceStable(q, func(i, j int) bool { return q[i].LastSeen.After(q[j].LastSeen) })
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, l := range q {
+		if r.Max > 0 && len(out) == r.Max {
+			break
+		}
+		if !seen[l.IP] {
+			seen[l.IP] = true
+			out = append(out, l.IP)
 		}
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })

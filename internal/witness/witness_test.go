@@ -116,3 +116,19 @@ func TestSelect(t *testing.T) {
 		t.Errorf("none: %+v", s)
 	}
 }
+
+// A saved list is asked at every check: however long the file, at most
+// Max witnesses (the most recently heard), each once.
+func TestWitnessesBounded(t *testing.T) {
+	var saved []Learned
+	for i := 0; i < 50; i++ {
+		ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)})
+		saved = append(saved, Learned{IP: ip, FirstSeen: t0, LastSeen: t0.Add(time.Duration(i) * time.Second), Asks: 9})
+	}
+	saved = append(saved, saved[49])
+	got := Witnesses(Rules{Max: 3, MinAsks: 1}, saved)
+	want := []netip.Addr{netip.MustParseAddr("192.0.2.48"), netip.MustParseAddr("192.0.2.49"), netip.MustParseAddr("192.0.2.50")}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("witnesses %v, want %v", got, want)
+	}
+}
