@@ -163,6 +163,9 @@ type Replica struct {
 	GTIDIOPos    string
 	RetrievedSet string
 	ExecutedSet  string
+	// AutoPosition is MySQL's Auto_Position column ("1": the channel
+	// finds its position by GTID); MariaDB says the same with UsingGTID.
+	AutoPosition string
 	SQLDelay     int64
 }
 
@@ -380,6 +383,7 @@ func ParseReplicaStatus(cols []string, rows [][]*string) ([]Replica, error) {
 			GTIDIOPos:          get("Gtid_IO_Pos"),
 			RetrievedSet:       get("Retrieved_Gtid_Set"),
 			ExecutedSet:        get("Executed_Gtid_Set"),
+			AutoPosition:       get("Auto_Position"),
 			SQLDelay:           int64(num("SQL_Delay")),
 		}
 		if !r.IORunning.Known() {
