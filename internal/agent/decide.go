@@ -82,6 +82,10 @@ type Policy struct {
 	Check       config.Check
 	// Timeout is the poll deadline, for messages.
 	Timeout time.Duration
+	// Peer says a [peer] is configured: this node is one of the pair. A
+	// node without one is a read replica behind the pair, which must
+	// follow the writer through every failover.
+	Peer bool
 }
 
 // PolicyFrom builds the policy of a configuration.
@@ -95,6 +99,7 @@ func PolicyFrom(c *config.Config) Policy {
 		Maintenance:   a.Maintenance,
 		Check:         c.Check,
 		Timeout:       pollTimeout(c),
+		Peer:          c.Peer.Host != "",
 	}
 }
 
@@ -227,6 +232,29 @@ func decideRole(p Policy, role Role, s *probe.Snapshot, cin check.Input, maxLag 
 	}
 	if role == RoleWriter {
 		return down("read_only=ON: not the writer")
+	}
+	a = decideReader(p, s, cin, maxLag, a)
+	if !p.Peer {
+		// A replica outside the pair replicates from the VIP: only a GTID
+		// channel finds its place on the new writer after a failover. It
+		// serves correct reads until then, so this is said, not answered
+		// down. (A pair member's channel names its peer and never moves;
+		// one by file/position is doctor's concern.)
+		for _, r := range s.Replicas {
+			if w := r.PositioningProblem(); w != "" {
+				a.Reason += "; WARNING: " + w
+			}
+		}
+	}
+	return a
+}
+
+// decideReader answers reader and read-only for a read-only node: up while
+// every channel streams with lag under the limit.
+func decideReader(p Policy, s *probe.Snapshot, cin check.Input, maxLag time.Duration, a Answer) Answer {
+	down := func(format string, args ...any) Answer {
+		a.Verdict, a.Weight, a.Reason = Down, -1, fmt.Sprintf(format, args...)
+		return a
 	}
 	v := check.Evaluate(p.Check, cin)
 	if !v.Fit {

@@ -142,3 +142,72 @@ func TestWeightFalls(t *testing.T) {
 		t.Fatalf("weight at max_lag is %d, want min_weight %d", prev, pol.MinWeight)
 	}
 }
+
+// A read replica behind the pair (no [peer]) that replicates by
+// file/position cannot follow the VIP to the new writer: its reader answer
+// says so, and stays up while it serves correct reads.
+func TestDecideReplicaPositioning(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	channel := func(usingGTID, autoPos string, f ...func(*probe.Replica)) probe.Replica {
+		r := replica("Yes", true, i64(0))
+		r.SourceHost, r.UsingGTID, r.AutoPosition = "192.0.2.100", usingGTID, autoPos
+		for _, f := range f {
+			f(&r)
+		}
+		return r
+	}
+	failed := func(r *probe.Replica) {
+		r.IORunning, r.IOErrno, r.IOError, r.SecondsBehind = probe.IONo, 1236, "Could not find first log file name in binary log index file", nil
+	}
+	const mariaWarn = "; WARNING: file/position replication (Using_Gtid=No) cannot follow a VIP move: CHANGE MASTER TO MASTER_USE_GTID=slave_pos"
+	tests := []struct {
+		name   string
+		peer   bool
+		role   Role
+		ch     probe.Replica
+		want   string // agent line
+		reason string // whole reason, or a prefix when it ends in "..."
+	}{
+		{"replica by GTID", false, RoleReader, channel("Slave_Pos", ""), "up 100%", "reader: replicating, lag 0s"},
+		{"replica by GTID, current_pos", false, RoleReader, channel("Current_Pos", ""), "up 100%", "reader: replicating, lag 0s"},
+		{"replica by file/position (MariaDB)", false, RoleReader, channel("No", ""), "up 100%", "reader: replicating, lag 0s" + mariaWarn},
+		{"replica by file/position (MySQL)", false, RoleReader, channel("", "0"), "up 100%",
+			"reader: replicating, lag 0s; WARNING: file/position replication (Auto_Position=0) cannot follow a VIP move: CHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION=1"},
+		{"replica with auto-position (MySQL)", false, RoleReader, channel("", "1"), "up 100%", "reader: replicating, lag 0s"},
+		{"positioning not read", false, RoleReader, channel("", ""), "up 100%", "reader: replicating, lag 0s"},
+		{"read-only role too", false, RoleReadOnly, channel("No", ""), "up 100%", "reader: replicating, lag 0s" + mariaWarn},
+		{"broken after the move: down, and why", false, RoleReader, channel("No", "", failed), "down",
+			"replication IO thread stopped with error 1236: Could not find first log file name in binary log index file" + mariaWarn},
+		{"pair member by file/position: doctor's concern", true, RoleReader, channel("No", ""), "up 100%", "reader: replicating, lag 0s"},
+		{"writer role on a replica", false, RoleWriter, channel("No", ""), "down", "read_only=ON: not the writer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testPolicy()
+			p.Peer = tt.peer
+			in := Input{Poll: &State{Snapshot: &probe.Snapshot{ReadOnly: true, Replicas: []probe.Replica{tt.ch}}, At: now}, Now: now}
+			a := Decide(p, tt.role, in, 0)
+			head, _, _ := strings.Cut(strings.TrimSuffix(a.AgentLine(), "\n"), " #")
+			if head != tt.want || a.Reason != tt.reason {
+				t.Fatalf("got %q, reason %q\nwant %q, reason %q", head, a.Reason, tt.want, tt.reason)
+			}
+			// HAProxy's agent_desc carries the whole warning, the
+			// statement that mends it included.
+			if strings.Contains(tt.reason, "WARNING") && tt.want != "down" && !strings.Contains(a.AgentLine(), tt.reason) {
+				t.Fatalf("agent line %q cuts the reason %q", a.AgentLine(), tt.reason)
+			}
+		})
+	}
+}
+
+// PolicyFrom tells a pair member from a replica behind it by [peer].
+func TestPolicyPeer(t *testing.T) {
+	c := config.Default()
+	if PolicyFrom(c).Peer {
+		t.Fatal("no [peer] host: Policy.Peer is true")
+	}
+	c.Peer.Host = "192.0.2.12"
+	if !PolicyFrom(c).Peer {
+		t.Fatal("[peer] host set: Policy.Peer is false")
+	}
+}

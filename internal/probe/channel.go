@@ -123,6 +123,39 @@ func (r Replica) Problem() string {
 	return ""
 }
 
+// FollowsByGTID reports whether the channel finds its place in its
+// source's binary log by GTID (MariaDB Using_Gtid Slave_Pos or Current_Pos,
+// MySQL Auto_Position 1). Only such a channel can follow its source's
+// address to another server: a binlog file name and offset mean nothing
+// on any other server, so a replica of the VIP by file/position breaks, or
+// reads from the wrong offset, when the VIP moves. True when the server
+// does not say (neither column was read), so that older data never alarms.
+func (r Replica) FollowsByGTID() bool {
+	switch {
+	case r.UsingGTID != "":
+		return !strings.EqualFold(r.UsingGTID, "No")
+	case r.AutoPosition != "":
+		return r.AutoPosition != "0"
+	}
+	return true
+}
+
+// PositioningProblem says in one line, with the statement that mends it,
+// that a channel cannot follow a VIP move ("" when FollowsByGTID).
+func (r Replica) PositioningProblem() string {
+	if r.FollowsByGTID() {
+		return ""
+	}
+	ch := ""
+	if r.Channel != "" {
+		ch = fmt.Sprintf(" %q", r.Channel)
+	}
+	if r.UsingGTID != "" {
+		return fmt.Sprintf("file/position replication%s (Using_Gtid=%s) cannot follow a VIP move: CHANGE MASTER TO MASTER_USE_GTID=slave_pos", ch, r.UsingGTID)
+	}
+	return fmt.Sprintf("file/position replication%s (Auto_Position=%s) cannot follow a VIP move: CHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION=1", ch, r.AutoPosition)
+}
+
 // OneLine folds white space and caps a server message for one-line output.
 func OneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")

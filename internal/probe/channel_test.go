@@ -61,6 +61,35 @@ func TestChannelHealth(t *testing.T) {
 	}
 }
 
+func TestFollowsByGTID(t *testing.T) {
+	cases := []struct {
+		name    string
+		r       Replica
+		follows bool
+		problem string
+	}{
+		{"MariaDB slave_pos", Replica{UsingGTID: "Slave_Pos"}, true, ""},
+		{"MariaDB current_pos", Replica{UsingGTID: "Current_Pos"}, true, ""},
+		{"MariaDB file/position", Replica{UsingGTID: "No"}, false, "(Using_Gtid=No) cannot follow a VIP move: CHANGE MASTER TO MASTER_USE_GTID=slave_pos"},
+		{"MariaDB file/position, named connection", Replica{UsingGTID: "No", Channel: "dc2"}, false, `replication "dc2" (Using_Gtid=No)`},
+		{"MariaDB, other case", Replica{UsingGTID: "no"}, false, "Using_Gtid=no"},
+		{"MySQL auto-position", Replica{AutoPosition: "1"}, true, ""},
+		{"MySQL file/position", Replica{AutoPosition: "0"}, false, "(Auto_Position=0) cannot follow a VIP move: CHANGE REPLICATION SOURCE TO SOURCE_AUTO_POSITION=1"},
+		{"neither column read (older data)", Replica{}, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.r.FollowsByGTID(); got != tc.follows {
+				t.Fatalf("FollowsByGTID() = %v, want %v", got, tc.follows)
+			}
+			p := tc.r.PositioningProblem()
+			if (tc.problem == "") != (p == "") || !strings.Contains(p, tc.problem) {
+				t.Fatalf("PositioningProblem() = %q, want %q", p, tc.problem)
+			}
+		})
+	}
+}
+
 func checkProber(t *testing.T, s *mariadbtest.Server) *Prober {
 	t.Helper()
 	db, err := Open(Target{Host: s.Host, Port: s.Port, User: mariadbtest.CheckUser, Password: mariadbtest.CheckPassword,
