@@ -49,6 +49,10 @@ type Config struct {
 	// Notify tunes notify's fence and promotion.
 	Notify Notify `toml:"notify"`
 
+	// SemiSync tunes the handling of semi-synchronous replication, which
+	// needs no setting when the servers have it enabled.
+	SemiSync SemiSync `toml:"semi_sync"`
+
 	// Agent configures agentcheck, the HAProxy agent-check and HTTP
 	// health-check responder.
 	Agent Agent `toml:"agent"`
@@ -268,6 +272,32 @@ type Notify struct {
 	// (needs CAP_NET_RAW). Default true.
 	ResetClients *bool `toml:"reset_clients"`
 }
+
+// SemiSync tunes the handling of semi-synchronous replication. vipguard
+// turns it on by itself when the servers have it: a server with
+// rpl_semi_sync_slave_enabled (or _replica_) ON acknowledges its source,
+// and the source side (rpl_semi_sync_master_enabled / _source_) is
+// switched by role.
+type SemiSync struct {
+	// Manage switches the source side by role: the writer waits for
+	// acknowledgements whenever an acknowledging replica is connected
+	// (agentcheck turns it on when one connects), a standby never waits —
+	// its applier would otherwise stall for the whole timeout when the
+	// writer dies. false leaves the variables as the DBA set them; they
+	// are still read and reported. Default true.
+	Manage *bool `toml:"manage"`
+	// FallenBackWait applies to a reliability-first promotion whose old
+	// writer does not answer while semi-sync cannot vouch that every
+	// acknowledged write is in this node's relay log (the old writer had
+	// fallen back to asynchronous replication, or its state is not
+	// known): how long to keep trying to reach the old writer, to fence
+	// it and take its final position, before refusing. Default 0s: refuse
+	// at once.
+	FallenBackWait Duration `toml:"fallen_back_wait"`
+}
+
+// Managed reports whether notify and agentcheck switch the source side.
+func (s SemiSync) Managed() bool { return s.Manage == nil || *s.Manage }
 
 // Policy values for notify.policy.
 const (
@@ -536,6 +566,9 @@ func (c *Config) Validate() error {
 	positive("notify.replication_timeout", n.ReplicationTimeout)
 	if n.StableWindow.Duration >= n.FenceTimeout.Duration {
 		bad("notify.stable_window %q must be shorter than notify.fence_timeout %q", n.StableWindow.String(), n.FenceTimeout.String())
+	}
+	if c.SemiSync.FallenBackWait.Duration < 0 {
+		bad("semi_sync.fallen_back_wait must not be negative, got %q", c.SemiSync.FallenBackWait.String())
 	}
 	for _, u := range n.ExemptUsers {
 		if u == "" {

@@ -35,10 +35,11 @@ func readTrusted(what, path string) ([]byte, fs.FileInfo, error) {
 }
 
 // zeroAllowed lists the duration keys where an explicit 0 means something
-// (check.max_lag = "0s" disables the lag limit). Everywhere else 0 would
+// (check.max_lag = "0s" disables the lag limit; semi_sync.fallen_back_wait
+// = "0s" refuses at once). Everywhere else 0 would
 // silently mean "the default", which is never what a file that says 0
 // asked for.
-var zeroAllowed = map[string]bool{"check.max_lag": true}
+var zeroAllowed = map[string]bool{"check.max_lag": true, "semi_sync.fallen_back_wait": true}
 
 // explicitZeros refuses duration keys the file sets to 0 where 0 is no
 // value of their own.

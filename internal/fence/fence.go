@@ -24,6 +24,9 @@ type fenceReport struct {
 	// Unkillable lists the client sessions the server refused to end
 	// (missing privilege), as "id user@host".
 	Unkillable []string
+	// SemiSync is the server's semi-sync state when the fence began (nil
+	// when it could not be read).
+	SemiSync *probe.SemiSync
 }
 
 // spareSet is the set of our own connection ids, shared by the two
@@ -100,6 +103,7 @@ func (f *serverFence) run(ctx context.Context, killConn *sql.Conn) error {
 	for id := range repl {
 		f.spare.add(id)
 	}
+	f.standbySemiSync(ctx)
 
 	// Attempts repeat until read_only is confirmed after the kills: a
 	// promotion racing on that server may have opened writes meanwhile
@@ -115,6 +119,29 @@ func (f *serverFence) run(ctx context.Context, killConn *sql.Conn) error {
 		f.e.Log.Warn("read_only found off after the kills; fencing again", "server", f.where, "attempt", attempt)
 	}
 	return f.waitStable(ctx)
+}
+
+// standbySemiSync turns the source side of semi-sync off before the
+// fence: a standby must never wait for acknowledgements. It comes first
+// because a commit waiting for an acknowledgement that will not come (the
+// other node dead) holds up SET GLOBAL read_only and the stable position
+// for the whole semi-sync timeout; switching off releases it at once.
+// Failing here does not fail the fence.
+func (f *serverFence) standbySemiSync(ctx context.Context) {
+	ss, err := f.ka.SemiSync(ctx)
+	if err != nil {
+		f.e.Log.Warn("cannot read the semi-sync state", "server", f.where, "err", err)
+		return
+	}
+	f.rep.SemiSync = &ss
+	if !f.e.Cfg.SemiSync.Managed() || !ss.SourceEnabled {
+		return
+	}
+	if err := f.ka.SetSemiSyncSource(ctx, ss, false); err != nil {
+		f.e.Log.Warn("cannot switch the semi-sync source side off: a commit may wait for an acknowledgement up to the timeout", "server", f.where, "err", err)
+		return
+	}
+	f.e.Log.Info("semi-sync source side off: a standby does not wait for acknowledgements", "server", f.where)
 }
 
 // waitStable returns once the server's own position has not moved over

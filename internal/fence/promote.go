@@ -12,6 +12,7 @@ import (
 	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/semisync"
 	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/internal/witness"
 )
@@ -87,7 +88,7 @@ func (p *promotion) preempted(err error) error {
 func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error {
 	n := e.Cfg.Notify
 	e.planPromotion(ev)
-	budget := promoteBudget(n)
+	budget := promoteBudget(n) + e.Cfg.SemiSync.FallenBackWait.Duration
 	ctx, cancel := context.WithTimeout(parent, budget)
 	defer cancel()
 	ctx, unwatch := e.watch(ctx, gen)
@@ -114,6 +115,10 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	defer local.close()
 	a, selfID := local.admin, local.serverID
 
+	// 0. This node no longer waits for acknowledgements: its applier
+	// must not stall on a dead peer while the gate waits for it.
+	pairUses := p.releaseSemiSync(a)
+
 	// 1. Fence the peer and take its final position.
 	peerPos, v := p.fencePeer()
 	if ctx.Err() != nil {
@@ -121,6 +126,19 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	}
 	if v.Stop {
 		return p.stop(v)
+	}
+
+	// 1b. Without the old writer's final position, what semi-sync can
+	// promise about its acknowledged writes.
+	ssCase := state.SemiSyncFenced
+	if peerPos == nil {
+		ssCase, peerPos, v = p.semiSyncPromise(pairUses)
+		if ctx.Err() != nil {
+			return p.end(ctx.Err())
+		}
+		if v.Stop {
+			return p.stop(v)
+		}
 	}
 
 	// 2. Catch-up gate, and the policy on its verdict.
@@ -142,7 +160,9 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		e.Log.Error(v.Warn)
 	}
 
-	// 3. Open writes, only if still the newest event.
+	// 3. Open writes, only if still the newest event; the writer waits
+	// for acknowledgements from then on when a replica gives them.
+	p.writerSemiSync(a)
 	opened, err := e.openWrites(ctx, a, gen)
 	if probe.ConnectionLost(err) {
 		return p.preempted(err)
@@ -158,7 +178,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 		p.all(ErrSuperseded)
 		return ErrSuperseded
 	}
-	e.writeOutcome(gen, openedOutcome(ev.State, met, why))
+	e.writeOutcome(gen, openedOutcome(ev.State, met, why, ssCase))
 	p.all(nil, "caught_up", met)
 	return nil
 }
@@ -492,4 +512,94 @@ func (e *Engine) sweepReadOnlySetters(ctx context.Context, a *probe.Admin) error
 		case <-time.After(killPoll):
 		}
 	}
+}
+
+// releaseSemiSync switches this node's semi-sync source side off if it
+// is on, and says whether the pair uses semi-sync (either side enabled
+// here when the promotion began).
+func (p *promotion) releaseSemiSync(a *probe.Admin) bool {
+	e := p.e
+	ss, err := a.SemiSync(p.ctx)
+	if err != nil {
+		e.Log.Warn("cannot read the semi-sync state", "err", err)
+		return false
+	}
+	if ss.SourceEnabled && e.Cfg.SemiSync.Managed() {
+		done := e.step("semi_sync.release")
+		err := a.SetSemiSyncSource(p.ctx, ss, false)
+		done(err)
+	}
+	return ss.InUse()
+}
+
+// semiSyncPromise asks the last sighting of the old writer what its
+// acknowledged writes are, applies the policy, and, when reliability
+// first would refuse, keeps trying to reach the old writer for
+// semi_sync.fallen_back_wait: fenced after all, its final position is
+// known (returned) and semi-sync no longer matters.
+func (p *promotion) semiSyncPromise(pairUses bool) (state.SemiSyncCase, *probe.Position, verdict) {
+	e := p.e
+	var sighting *semisync.Sighting
+	if b, err := e.dir().PeerSemiSync(); err != nil {
+		e.Log.Warn("cannot read the last semi-sync sighting of the peer", "err", err)
+	} else if b != nil {
+		if sighting, err = semisync.ParseSighting(b); err != nil {
+			e.Log.Warn("ignoring the last semi-sync sighting of the peer", "err", err)
+		}
+	}
+	c, why := semisync.Promise(pairUses, sighting, time.Now())
+	if c != state.SemiSyncAsync {
+		e.Log.Info("semi-sync: "+why, "case", c)
+	}
+	wait := e.Cfg.SemiSync.FallenBackWait.Duration
+	if c.Safe() || e.Cfg.Notify.Policy != config.PolicyReliability || wait <= 0 {
+		return c, nil, semiSyncRule(p.ev.State, c, why, e.Cfg.Notify.Policy)
+	}
+	e.Log.Warn("semi-sync cannot vouch for the old writer's acknowledged writes: waiting for it to come back", "wait", wait, "why", why)
+	done := e.step("semi_sync.wait_old_writer", "wait", wait)
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) && p.ctx.Err() == nil {
+		pos, reached, err := e.fencePeer(p.ctx)
+		if err == nil {
+			done(nil, "fenced", true)
+			return state.SemiSyncFenced, pos, goOn()
+		}
+		if reached {
+			done(err)
+			return c, nil, peerRule(p.ev.State, peerFinding{Reached: true, Err: err}, nil)
+		}
+		select {
+		case <-p.ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	done(nil, "fenced", false)
+	return c, nil, semiSyncRule(p.ev.State, c, why+fmt.Sprintf("; the old writer did not come back within %s", wait), e.Cfg.Notify.Policy)
+}
+
+// writerSemiSync switches the source side on when an acknowledging
+// replica is connected. Without one, commits would wait the whole
+// timeout for nobody (rpl_semi_sync_master_wait_no_slave): the writer
+// stays asynchronous and agentcheck switches it on when the peer rejoins.
+func (p *promotion) writerSemiSync(a *probe.Admin) {
+	e := p.e
+	if !e.Cfg.SemiSync.Managed() {
+		return
+	}
+	ss, err := a.SemiSync(p.ctx)
+	if err != nil {
+		e.Log.Warn("cannot read the semi-sync state", "err", err)
+		return
+	}
+	if !ss.Source || ss.SourceEnabled {
+		return
+	}
+	if ss.Clients == 0 {
+		if ss.InUse() {
+			e.Log.Info("semi-sync: no acknowledging replica connected; asynchronous until one connects")
+		}
+		return
+	}
+	done := e.step("semi_sync.writer", "clients", ss.Clients)
+	done(a.SetSemiSyncSource(p.ctx, ss, true))
 }

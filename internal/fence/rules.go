@@ -88,13 +88,39 @@ func gateRule(event string, met bool, why string, policy string) verdict {
 	return verdict{Warn: "OPENING WRITES WITHOUT CATCH-UP (availability first): writes of the old writer not applied here may be lost or conflict when it comes back: " + why}
 }
 
+// semiSyncRule applies the policy to what semi-sync promises when the old
+// writer did not answer. Without the promise, acknowledged writes may be
+// missing from this node: reliability first refuses (the old writer, when
+// it comes back, holds them), availability first opens and says so.
+func semiSyncRule(event string, c state.SemiSyncCase, why string, policy string) verdict {
+	switch {
+	case c.Safe():
+		return goOn()
+	case policy == config.PolicyReliability:
+		v := refuse(event, true, ErrRefused, "semi-sync cannot vouch for the old writer's acknowledged writes: "+why)
+		v.Outcome.SemiSync = c
+		return v
+	}
+	return verdict{Warn: "OPENING WRITES ALTHOUGH ACKNOWLEDGED WRITES MAY BE MISSING (availability first): " + why}
+}
+
 // openedOutcome is the outcome of a promotion that opened writes.
-func openedOutcome(event string, met bool, why string) state.Outcome {
-	o := state.Outcome{Event: event, Phase: state.PhaseDone, Role: state.RoleWriter}
+func openedOutcome(event string, met bool, why string, c state.SemiSyncCase) state.Outcome {
+	o := state.Outcome{Event: event, Phase: state.PhaseDone, Role: state.RoleWriter, SemiSync: c}
 	if !met {
 		o.Reason = "writes opened without catch-up (availability first): " + why
 	}
+	if !c.Safe() {
+		o.Reason = join(o.Reason, "writes opened although semi-sync could not vouch for the old writer's acknowledged writes ("+string(c)+", availability first)")
+	}
 	return o
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
 
 // interruptedOutcome is what a signal leaves: read-only, not unfit.

@@ -43,6 +43,12 @@ func TestPromotionRules(t *testing.T) {
 		{"gate met", gateRule("MASTER", true, "", config.PolicyReliability), false, nil, false, ""},
 		{"gate not met, reliability", gateRule("MASTER", false, "domain 1 at 5 of 9", config.PolicyReliability), true, ErrGateNotMet, true, "promotion gate not met: domain 1 at 5 of 9"},
 		{"gate not met, availability", gateRule("MASTER", false, "domain 1 at 5 of 9", config.PolicyAvailability), false, nil, false, "OPENING WRITES WITHOUT CATCH-UP"},
+		{"semi-sync: async pair", semiSyncRule("MASTER", state.SemiSyncAsync, "", config.PolicyReliability), false, nil, false, ""},
+		{"semi-sync: kept", semiSyncRule("MASTER", state.SemiSyncKept, "active", config.PolicyReliability), false, nil, false, ""},
+		{"semi-sync: fenced", semiSyncRule("MASTER", state.SemiSyncFenced, "", config.PolicyReliability), false, nil, false, ""},
+		{"semi-sync: fallen back, reliability", semiSyncRule("MASTER", state.SemiSyncFallenBack, "had fallen back", config.PolicyReliability), true, ErrRefused, true, "semi-sync cannot vouch for the old writer's acknowledged writes: had fallen back"},
+		{"semi-sync: unknown, reliability", semiSyncRule("MASTER", state.SemiSyncUnknown, "no sighting", config.PolicyReliability), true, ErrRefused, true, "cannot vouch"},
+		{"semi-sync: fallen back, availability", semiSyncRule("MASTER", state.SemiSyncFallenBack, "had fallen back", config.PolicyAvailability), false, nil, false, "OPENING WRITES ALTHOUGH ACKNOWLEDGED WRITES MAY BE MISSING (availability first): had fallen back"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,11 +71,14 @@ func TestPromotionRules(t *testing.T) {
 }
 
 func TestPromotionOutcomes(t *testing.T) {
-	if o := openedOutcome("MASTER", true, ""); !o.Promoted() || o.Reason != "" {
+	if o := openedOutcome("MASTER", true, "", state.SemiSyncKept); !o.Promoted() || o.Reason != "" || o.SemiSync != state.SemiSyncKept {
 		t.Errorf("caught up: %+v", o)
 	}
-	if o := openedOutcome("MASTER", false, "behind"); !o.Promoted() || !strings.Contains(o.Reason, "without catch-up (availability first): behind") {
+	if o := openedOutcome("MASTER", false, "behind", state.SemiSyncFenced); !o.Promoted() || !strings.Contains(o.Reason, "without catch-up (availability first): behind") {
 		t.Errorf("availability: %+v", o)
+	}
+	if o := openedOutcome("MASTER", true, "", state.SemiSyncFallenBack); !o.Promoted() || !strings.Contains(o.Reason, "could not vouch") || o.SemiSync != state.SemiSyncFallenBack {
+		t.Errorf("availability, semi-sync fallen back: %+v", o)
 	}
 	if o, err := interruptedOutcome("MASTER"); o.Promoted() || o.Unfit || !errors.Is(err, ErrInterrupted) {
 		t.Errorf("interrupted: %+v %v", o, err)

@@ -16,7 +16,8 @@ import (
 //	                        keepalived SIGKILLs the notify process group about a
 //	                        second into its shutdown, so everything must fit
 //	promotion (MASTER)      fence_timeout + replication_timeout + peer_timeout +
-//	                        promotion_timeout + promoteSlack
+//	                        promotion_timeout + promoteSlack, plus
+//	                        semi_sync.fallen_back_wait
 //
 // Inside those: SET GLOBAL read_only waits behind a running write for
 // lock_wait_timeout (1 s, MySQL's minimum) and is retried while the

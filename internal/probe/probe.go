@@ -104,6 +104,8 @@ type Prober struct {
 	HeartbeatUTC      bool
 	// Binlog adds the own binary log coordinates to snapshots.
 	Binlog bool
+	// WithSemiSync adds the semi-sync state to snapshots.
+	WithSemiSync bool
 }
 
 // Snapshot is the state of a server at one moment.
@@ -119,6 +121,8 @@ type Snapshot struct {
 	GTIDExecuted string
 	Replicas     []Replica
 	Binlog       *BinlogPos // nil unless asked for, or binary logging is off
+	// SemiSync is nil unless asked for.
+	SemiSync *SemiSync
 	// HeartbeatLag is set when a heartbeat table is configured and the
 	// source's row was found.
 	HeartbeatLag *time.Duration
@@ -219,6 +223,13 @@ func (p *Prober) Snapshot(ctx context.Context) (*Snapshot, error) {
 		if s.Binlog, err = p.BinlogPos(ctx, v); err != nil {
 			return nil, err
 		}
+	}
+	if p.WithSemiSync {
+		ss, err := p.SemiSync(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.SemiSync = &ss
 	}
 	// A writer's lag is not a question: its own heartbeat row is current
 	// and the peer's row is stale by design.

@@ -157,6 +157,37 @@ type Outcome struct {
 	Position *Position `json:"position,omitempty"`
 	// Generation is the event number of the run that wrote this outcome.
 	Generation uint64 `json:"generation,omitempty"`
+	// SemiSync says, for a promotion, what semi-sync could promise about
+	// the old writer's acknowledged writes.
+	SemiSync SemiSyncCase `json:"semi_sync,omitempty"`
+}
+
+// SemiSyncCase is what semi-sync could say at a promotion about the old
+// writer's acknowledged writes (package semisync decides it).
+type SemiSyncCase string
+
+// The cases, in the file format.
+const (
+	// SemiSyncAsync: the pair does not use semi-sync; nothing was promised.
+	SemiSyncAsync SemiSyncCase = "async"
+	// SemiSyncFenced: the old writer answered and was fenced: its final
+	// position is known, semi-sync did not matter.
+	SemiSyncFenced SemiSyncCase = "fenced"
+	// SemiSyncKept: semi-sync was active with this node the acknowledging
+	// replica: every acknowledged write was in this node's relay log.
+	SemiSyncKept SemiSyncCase = "kept"
+	// SemiSyncFallenBack: the old writer was committing without waiting
+	// for this node: acknowledged writes may be missing here.
+	SemiSyncFallenBack SemiSyncCase = "fallen-back"
+	// SemiSyncUnknown: no recent sighting of the old writer.
+	SemiSyncUnknown SemiSyncCase = "unknown"
+)
+
+// Safe reports whether a promotion in this case loses no acknowledged
+// write once the relay log is applied (or, without semi-sync, whether
+// nothing more was promised).
+func (c SemiSyncCase) Safe() bool {
+	return c == SemiSyncAsync || c == SemiSyncFenced || c == SemiSyncKept
 }
 
 // Promoted reports whether the outcome is a completed promotion that left

@@ -21,3 +21,19 @@ func (d Dir) LearnedWitnesses() ([]byte, error) {
 
 // WriteLearnedWitnesses replaces the saved list.
 func (d Dir) WriteLearnedWitnesses(data []byte) error { return d.writeAtomic(witnessesFile, data) }
+
+// peerSemiSyncFile holds agentcheck's last sighting of the peer's
+// semi-sync state (see package semisync for its content).
+const peerSemiSyncFile = "peer-semisync.json"
+
+// PeerSemiSync returns the saved sighting, nil when there is none.
+func (d Dir) PeerSemiSync() ([]byte, error) {
+	b, err := readSmall(filepath.Join(string(d), peerSemiSyncFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// WritePeerSemiSync replaces the saved sighting.
+func (d Dir) WritePeerSemiSync(data []byte) error { return d.writeAtomic(peerSemiSyncFile, data) }
