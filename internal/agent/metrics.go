@@ -30,6 +30,7 @@ type Metrics struct {
 	open     atomic.Int64
 	lastOK   atomic.Int64 // unix ns of the last successful poll
 	node     atomic.Pointer[nodeLabels]
+	keeper   keeperMetrics
 }
 
 // Reasons a connection ends without an answer.

@@ -94,7 +94,9 @@ func (m *Metrics) writeState(b *bytes.Buffer, in Input, pol Policy, ok bool) {
 
 	if ok {
 		writeReplication(b, help, in.Poll.Snapshot)
+		writeSemiSync(b, help, in.Poll.Snapshot.SemiSync)
 	}
+	m.writeKeeper(b, help)
 
 	if m := in.Maintenance; m.On && !m.Since.IsZero() {
 		help("vipguard_maintenance_since_timestamp_seconds", "gauge", "When the maintenance flag was set, since the Unix epoch (absent while it is off or says no time).")
@@ -119,6 +121,50 @@ func (m *Metrics) writeState(b *bytes.Buffer, in Input, pol Policy, ok bool) {
 	}
 	help("vipguard_notify_last_transition_unfit", "gauge", "1 when notify's last outcome marked this node unfit (or cannot be read).")
 	fmt.Fprintf(b, "vipguard_notify_last_transition_unfit %d\n", b2i(o.Unfit))
+	if o.SemiSync != "" {
+		help("vipguard_notify_last_promotion_semi_sync", "gauge", "Always 1; what semi-sync could promise at the last promotion here: async (not used), fenced (old writer fenced, its position known), kept (every acknowledged write was here), fallen-back or unknown (acknowledged writes may be missing).")
+		b.WriteString("vipguard_notify_last_promotion_semi_sync{case=")
+		writeLabelValue(b, known(o.SemiSync, knownSemiSyncCases))
+		b.WriteString("} 1\n")
+	}
+}
+
+var knownSemiSyncCases = []state.SemiSyncCase{state.SemiSyncAsync, state.SemiSyncFenced, state.SemiSyncKept, state.SemiSyncFallenBack, state.SemiSyncUnknown}
+
+// writeSemiSync renders the server's semi-sync state, when it has any.
+func writeSemiSync(b *bytes.Buffer, help func(name, typ, text string), ss *probe.SemiSync) {
+	if ss == nil || !ss.Available {
+		return
+	}
+	gauge := func(name, text string, v int) {
+		help(name, "gauge", text)
+		fmt.Fprintf(b, "%s %d\n", name, v)
+	}
+	gauge("vipguard_semi_sync_in_use", "1 when either side of semi-sync is enabled on the server.", b2i(ss.InUse()))
+	gauge("vipguard_semi_sync_source_enabled", "1 when commits on this server wait for an acknowledgement (the source side is on).", b2i(ss.SourceEnabled))
+	gauge("vipguard_semi_sync_source_active", "1 when the source side is on, not fallen back, and an acknowledging replica is connected.", b2i(ss.Active()))
+	gauge("vipguard_semi_sync_clients", "Acknowledging replicas connected.", ss.Clients)
+	gauge("vipguard_semi_sync_replica_on", "1 when this server's IO thread is connected as an acknowledging replica.", b2i(ss.ReplicaOn))
+	help("vipguard_semi_sync_fall_backs_total", "counter", "Fall-backs of the source side to asynchronous replication since the server started.")
+	fmt.Fprintf(b, "vipguard_semi_sync_fall_backs_total %d\n", ss.FallBacks)
+	help("vipguard_semi_sync_commits_total", "counter", "Commits by whether a replica acknowledged them, since the server started.")
+	fmt.Fprintf(b, "vipguard_semi_sync_commits_total{acknowledged=\"yes\"} %d\nvipguard_semi_sync_commits_total{acknowledged=\"no\"} %d\n", ss.Acked, ss.Unacked)
+}
+
+// writeKeeper renders what the semi-sync keeper did.
+func (m *Metrics) writeKeeper(b *bytes.Buffer, help func(name, typ, text string)) {
+	k := &m.keeper
+	help("vipguard_semi_sync_role_changes_total", "counter", "Source-side switches agentcheck made to match the node's role, and failures.")
+	fmt.Fprintf(b, "vipguard_semi_sync_role_changes_total{action=\"enable\"} %d\n", k.changes[0].Load())
+	fmt.Fprintf(b, "vipguard_semi_sync_role_changes_total{action=\"disable\"} %d\n", k.changes[1].Load())
+	fmt.Fprintf(b, "vipguard_semi_sync_role_changes_total{action=\"failed\"} %d\n", k.failures.Load())
+	help("vipguard_semi_sync_peer_sightings_total", "counter", "Reads of the peer's semi-sync state while this node is a standby, by result.")
+	fmt.Fprintf(b, "vipguard_semi_sync_peer_sightings_total{result=\"ok\"} %d\n", k.sightings[0].Load())
+	fmt.Fprintf(b, "vipguard_semi_sync_peer_sightings_total{result=\"error\"} %d\n", k.sightings[1].Load())
+	if at := k.lastSight.Load(); at != 0 {
+		help("vipguard_semi_sync_peer_sighting_timestamp_seconds", "gauge", "When the peer's semi-sync state was last recorded, since the Unix epoch.")
+		fmt.Fprintf(b, "vipguard_semi_sync_peer_sighting_timestamp_seconds %s\n", unixSeconds(time.Unix(0, at)))
+	}
 }
 
 // writeReplication renders one set of series per replication channel.

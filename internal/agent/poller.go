@@ -27,6 +27,9 @@ type Poller struct {
 	Log     *slog.Logger
 	Metrics *Metrics
 
+	// keeper, when set, follows each poll (semi-sync roles and sightings).
+	keeper *semiSyncKeeper
+
 	state atomic.Pointer[State]
 	// loopAt is when the loop last finished a poll attempt (unix nanos),
 	// success or not: the watchdog and /liveness ask about the loop, not
@@ -52,6 +55,9 @@ func pollTimeout(c *config.Config) time.Duration {
 // Run polls until ctx ends. The first poll runs at once.
 func (p *Poller) Run(ctx context.Context) {
 	interval := p.Config().Agent.Interval.Duration
+	if p.keeper != nil {
+		go p.keeper.run(ctx, p.Current)
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var lastErr string
@@ -108,6 +114,9 @@ func (p *Poller) PollOnce(ctx context.Context) *State {
 	p.loopAt.Store(now.UnixNano())
 	if p.Metrics != nil {
 		p.Metrics.observePoll(st)
+	}
+	if p.keeper != nil {
+		p.keeper.polled()
 	}
 	return st
 }

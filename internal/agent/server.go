@@ -64,7 +64,8 @@ func NewServer(cfg *config.Config, log *slog.Logger) *Server {
 		sem: make(chan struct{}, cfg.Agent.MaxConns), conns: map[net.Conn]struct{}{},
 		busy: map[*atomic.Int64]struct{}{}}
 	s.SetConfig(cfg)
-	s.Poller = &Poller{Config: s.Config, Log: log, Metrics: s.Metrics}
+	s.Poller = &Poller{Config: s.Config, Log: log, Metrics: s.Metrics,
+		keeper: newSemiSyncKeeper(s.Config, s.files.Load, log, s.Metrics)}
 	return s
 }
 

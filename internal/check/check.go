@@ -120,9 +120,21 @@ func evaluateServer(c config.Check, in Input) Verdict {
 				v = verdict(Warning, "writer", "writer: read_only=OFF, but reverse replication: %s", problem)
 			}
 		}
+		if ss := s.SemiSync; ss != nil && ss.InUse() {
+			// Commits no longer wait for the standby: a failover now
+			// may lose acknowledged writes. Fit, but monitoring hears.
+			if !ss.Active() {
+				v.Status = max(v.Status, Warning)
+			}
+			v.Reason += "; " + ss.Describe()
+		}
 		return v
 	}
-	return evaluateStandby(c, s)
+	v := evaluateStandby(c, s)
+	if ss := s.SemiSync; ss != nil && ss.InUse() && v.Fit {
+		v.Reason += "; " + ss.Describe()
+	}
+	return v
 }
 
 func evaluateStandby(c config.Check, s *probe.Snapshot) Verdict {
@@ -285,6 +297,7 @@ func Snapshot(ctx context.Context, cfg *config.Config) (*probe.Snapshot, error) 
 		HeartbeatTable:    cfg.Heartbeat.Table,
 		HeartbeatServerID: cfg.Heartbeat.ServerID,
 		HeartbeatUTC:      *cfg.Heartbeat.UTC,
+		WithSemiSync:      true,
 	}
 	return p.Snapshot(ctx)
 }

@@ -36,6 +36,11 @@ func TestEvaluateTable(t *testing.T) {
 		reason string
 	}{
 		{"writer", Input{Snapshot: &probe.Snapshot{}}, OK, "writer"},
+		{"semi-sync writer, acknowledged", Input{Snapshot: &probe.Snapshot{SemiSync: &probe.SemiSync{Available: true, Source: true, SourceEnabled: true, SourceOn: true, Clients: 1, ReplicaEnabled: true}}}, OK, "semi-sync active, 1 acknowledging replica(s)"},
+		{"semi-sync writer, fallen back", Input{Snapshot: &probe.Snapshot{SemiSync: &probe.SemiSync{Available: true, Source: true, SourceEnabled: true, FallBacks: 2, Unacked: 9}}}, Warning, "semi-sync fallen back to asynchronous (2 fall-back(s), 9 commits not acknowledged)"},
+		{"semi-sync writer, no replica yet", Input{Snapshot: &probe.Snapshot{SemiSync: &probe.SemiSync{Available: true, Source: true, ReplicaEnabled: true}}}, Warning, "source side off"},
+		{"semi-sync available, unused", Input{Snapshot: &probe.Snapshot{SemiSync: &probe.SemiSync{Available: true, Source: true}}}, OK, "answers"},
+		{"semi-sync standby", Input{Snapshot: &probe.Snapshot{ReadOnly: true, Replicas: []probe.Replica{healthy}, SemiSync: &probe.SemiSync{Available: true, ReplicaEnabled: true, ReplicaOn: true}}}, OK, "replicating, lag 0s; semi-sync replica side on, source side off"},
 		{"writer with broken reverse channel warns", Input{Snapshot: &probe.Snapshot{Replicas: []probe.Replica{with(func(r *probe.Replica) { r.SQLRunning = false })}}}, Warning, "reverse replication"},
 		{"mysql super_read_only is not writable", Input{Snapshot: &probe.Snapshot{SuperReadOnly: true, Replicas: []probe.Replica{healthy}}}, OK, "standby"},
 		{"healthy standby", Input{Snapshot: standby(healthy)}, OK, "replicating, lag 0s"},

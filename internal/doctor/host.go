@@ -103,12 +103,6 @@ type Options struct {
 	HAProxyConf string
 }
 
-// PeerTarget is the peer's server as notify reaches it.
-func PeerTarget(c *config.Config) probe.Target {
-	return probe.Target{Host: c.Peer.Host, Port: c.Peer.Port, User: c.Peer.User, Password: c.Peer.Password,
-		ConnectTimeout: c.MySQL.ConnectTimeout.Duration, QueryTimeout: c.MySQL.QueryTimeout.Duration}
-}
-
 // Run reads everything and checks it: both servers at once, then the
 // peer's agentcheck, the witnesses and this host's files.
 func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
@@ -122,7 +116,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) []Result {
 	defer cancel()
 	peerCh := make(chan *Server, 1)
 	if cfg.Peer.Host != "" {
-		go func() { peerCh <- ReadServer(ctx, "peer", PeerTarget(cfg), false) }()
+		go func() { peerCh <- ReadServer(ctx, "peer", probe.PeerTarget(cfg), false) }()
 	} else {
 		peerCh <- nil
 	}

@@ -201,12 +201,9 @@ func (e *Engine) localTarget() probe.Target {
 }
 
 func (e *Engine) peerTarget() probe.Target {
-	c := e.Cfg
-	return probe.Target{
-		Host: c.Peer.Host, Port: c.Peer.Port, User: c.Peer.User, Password: c.Peer.Password,
-		ConnectTimeout: c.MySQL.ConnectTimeout.Duration,
-		QueryTimeout:   max(c.MySQL.QueryTimeout.Duration, 3*time.Second),
-	}
+	t := probe.PeerTarget(e.Cfg)
+	t.QueryTimeout = max(t.QueryTimeout, 3*time.Second)
+	return t
 }
 
 // open returns a pool for t with room for the fence's two connections and

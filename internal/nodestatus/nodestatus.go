@@ -84,6 +84,29 @@ type MySQL struct {
 	GTID        string    `json:"gtid,omitempty"`
 	GTIDCurrent string    `json:"gtid_current,omitempty"`
 	Replicas    []Replica `json:"replicas"`
+	// SemiSync is nil when the server has no semi-sync.
+	SemiSync *SemiSync `json:"semi_sync,omitempty"`
+}
+
+// SemiSync is the server's semi-synchronous replication state.
+type SemiSync struct {
+	// State says it in words.
+	State string `json:"state"`
+	// The source side: enabled, not fallen back (on), waiting for an
+	// acknowledgement from a connected replica (active).
+	SourceEnabled bool  `json:"source_enabled"`
+	SourceOn      bool  `json:"source_on"`
+	Active        bool  `json:"active"`
+	Clients       int   `json:"clients"`
+	TimeoutMS     int64 `json:"timeout_ms"`
+	// FallBacks counts fall-backs to asynchronous; Acked and Unacked the
+	// commits acknowledged by a replica or not, since the server started.
+	FallBacks uint64 `json:"fall_backs"`
+	Acked     uint64 `json:"acked_commits"`
+	Unacked   uint64 `json:"unacked_commits"`
+	// The replica side: enabled, and connected as an acknowledging replica.
+	ReplicaEnabled bool `json:"replica_enabled"`
+	ReplicaOn      bool `json:"replica_on"`
 }
 
 // Replica is one replication channel.
@@ -129,6 +152,8 @@ type Notify struct {
 	At            time.Time `json:"at"`
 	FinalPosition string    `json:"final_position,omitempty"`
 	Generation    uint64    `json:"generation,omitempty"`
+	// SemiSync is what semi-sync promised at the last promotion.
+	SemiSync string `json:"semi_sync,omitempty"`
 }
 
 // Answer is agentcheck's answer to one check.
@@ -192,7 +217,8 @@ func Build(in Input) Status {
 	}
 	if o := in.Outcome; o != nil {
 		st.Notify = &Notify{Event: o.Event, Phase: string(o.Phase), Role: string(o.Role), Unfit: o.Unfit,
-			Reason: o.Reason, At: o.At.UTC(), FinalPosition: o.FinalPosition, Generation: o.Generation}
+			Reason: o.Reason, At: o.At.UTC(), FinalPosition: o.FinalPosition, Generation: o.Generation,
+			SemiSync: string(o.SemiSync)}
 	}
 	if in.OutcomeErr != nil {
 		st.NotifyError = in.OutcomeErr.Error()
@@ -225,6 +251,11 @@ func mysqlOf(s *probe.Snapshot) *MySQL {
 		GTID: s.GTIDBinlogPos, GTIDCurrent: s.GTIDCurrentPos, Replicas: []Replica{}}
 	if s.Version.Flavor != probe.MariaDB {
 		m.GTID, m.GTIDCurrent = s.GTIDExecuted, ""
+	}
+	if ss := s.SemiSync; ss != nil && ss.Available {
+		m.SemiSync = &SemiSync{State: ss.Describe(), SourceEnabled: ss.SourceEnabled, SourceOn: ss.SourceOn, Active: ss.Active(),
+			Clients: ss.Clients, TimeoutMS: ss.Timeout.Milliseconds(), FallBacks: ss.FallBacks, Acked: ss.Acked, Unacked: ss.Unacked,
+			ReplicaEnabled: ss.ReplicaEnabled, ReplicaOn: ss.ReplicaOn}
 	}
 	for _, r := range s.Replicas {
 		rep := Replica{Channel: r.Channel, Source: net.JoinHostPort(r.SourceHost, strconv.Itoa(r.SourcePort)),

@@ -44,6 +44,13 @@ func LocalTarget(c *config.Config) Target {
 	}
 }
 
+// PeerTarget builds the Target of the peer's server ([peer], with the
+// local server's timeouts).
+func PeerTarget(c *config.Config) Target {
+	return Target{Host: c.Peer.Host, Port: c.Peer.Port, User: c.Peer.User, Password: c.Peer.Password,
+		ConnectTimeout: c.MySQL.ConnectTimeout.Duration, QueryTimeout: c.MySQL.QueryTimeout.Duration}
+}
+
 // String describes the target without credentials.
 func (t Target) String() string {
 	if t.Host != "" {
