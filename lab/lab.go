@@ -40,13 +40,22 @@ type Options struct {
 	// script that only toggles read_only: today's reality) instead of
 	// cmd/notify, vipguard's fence and promotion engine (the default).
 	StandIn bool
+	// SemiSync starts db1 and db2 with MariaDB's built-in semi-synchronous
+	// replication enabled both ways (master and slave side, 10 s timeout).
+	// The lab does nothing else about it: who waits for ACKs and who sends
+	// them is notify's job.
+	SemiSync bool
+	// Replica adds the read replica (AddReplica): db3 replicating from the
+	// VIP by GTID, agentcheck on it, in HAProxy's reader backend.
+	Replica bool
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
 
 // Node is one database host: mariadbd, keepalived and a vipguard config.
+// The read replica (db3) has no peer and runs no keepalived.
 type Node struct {
-	Name, Peer string // "db1", "db2"
+	Name, Peer string // "db1", "db2"; "db3" with Peer ""
 	Addr       string
 	DB         *mariadbtest.Server
 	Dir        string // the node's run directory
@@ -80,7 +89,7 @@ func (l *Lab) logf(format string, args ...any) {
 	}
 }
 
-// Node returns db1 or db2.
+// Node returns db1, db2 or (with the replica) db3.
 func (l *Lab) Node(name string) *Node { return l.Nodes[name] }
 
 // Other returns the peer of name.
@@ -205,6 +214,11 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, fmt.Errorf("%w\n%s", err, l.Diagnostics())
 	}
 	l.logf("lab %s: up, db1 holds the VIP (%s)", prefix, time.Since(start).Round(time.Millisecond))
+	if o.Replica {
+		if err := l.AddReplica(ctx); err != nil {
+			return l, fmt.Errorf("%w\n%s", err, l.Diagnostics())
+		}
+	}
 	return l, nil
 }
 
@@ -233,6 +247,9 @@ func (l *Lab) startDatabases(ctx context.Context) error {
 		o := opts(name, uint32(len(servers)+1))
 		o.ReadOnly = true
 		o.Args = []string{"--tmpdir=" + tmp}
+		if l.Opts.SemiSync {
+			o.Args = append(o.Args, semiSyncArgs...)
+		}
 		s, err := launchWithTmpdir(ctx, o, tmp)
 		if err != nil {
 			return fmt.Errorf("starting mariadbd on %s: %w", name, err)
@@ -281,6 +298,11 @@ func (l *Lab) startDatabases(ctx context.Context) error {
 	return b.SyncWith(ctx, a, 20*time.Second)
 }
 
+// semiSyncArgs enable MariaDB's built-in semi-sync on a pair node, both
+// sides, as the measured installation of issue 10 did.
+var semiSyncArgs = []string{"--rpl-semi-sync-master-enabled=ON", "--rpl-semi-sync-slave-enabled=ON",
+	"--rpl-semi-sync-master-timeout=10000"}
+
 // tmpdirMu serialises the TMPDIR switch: mariadb-install-db takes its
 // tmpdir from the environment only.
 var tmpdirMu sync.Mutex
@@ -324,9 +346,7 @@ var DefaultNotifyPolicy = NotifyPolicy{Policy: "reliability", PromotionTimeout: 
 // option file; agentcheck listening on the node's own address) and its
 // keepalived.conf from the example.
 func (l *Lab) writeNodeConfig(n *Node) error {
-	cnf := filepath.Join(n.Dir, "client.cnf")
-	if err := os.WriteFile(cnf, fmt.Appendf(nil, "[client]\nuser = %s\npassword = \"%s\"\nsocket = %s\n",
-		AdminUser, AdminPassword, n.DB.Socket), 0o600); err != nil {
+	if err := writeClientCnf(n); err != nil {
 		return err
 	}
 	if err := l.WriteNodeTOML(n, DefaultNotifyPolicy); err != nil {
@@ -362,17 +382,41 @@ func (l *Lab) writeNodeConfig(n *Node) error {
 	return os.WriteFile(n.kaConf, conf, 0o644)
 }
 
+// clientCnf is the node's option file with vipguard's account.
+func clientCnf(n *Node) string { return filepath.Join(n.Dir, "client.cnf") }
+
+func writeClientCnf(n *Node) error {
+	return os.WriteFile(clientCnf(n), fmt.Appendf(nil, "[client]\nuser = %s\npassword = \"%s\"\nsocket = %s\n",
+		AdminUser, AdminPassword, n.DB.Socket), 0o600)
+}
+
+// mysqlAndAgentTOML is what every lab node's vipguard.toml says about its
+// own server and agentcheck (listening on the node's own address).
+func mysqlAndAgentTOML(n *Node) (mysql, agent string) {
+	mysql = fmt.Sprintf("[mysql]\nsocket = %q\ndefaults_file = %q\n", n.DB.Socket, clientCnf(n))
+	agent = fmt.Sprintf("[agent]\nlisten = \"%s:%d\"\nhttp_listen = \"%s:%d\"\ninterval = %q\nstale_after = %q\n",
+		n.Addr, AgentPort, n.Addr, AgentHTTPPort, AgentInterval.String(), AgentStaleAfter.String())
+	return mysql, agent
+}
+
+// writeTOML replaces a node's vipguard.toml atomically (notify and
+// agentcheck may read it at any moment).
+func writeTOML(n *Node, toml string) error {
+	tmp := n.Config + ".tmp"
+	if err := os.WriteFile(tmp, []byte(toml), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, n.Config)
+}
+
 // WriteNodeTOML (re)writes a node's vipguard.toml with the given notify
 // policy. notify reads it on every event, so a change applies to the next.
 func (l *Lab) WriteNodeTOML(n *Node, np NotifyPolicy) error {
-	cnf := filepath.Join(n.Dir, "client.cnf")
+	mysql, agent := mysqlAndAgentTOML(n)
 	toml := fmt.Sprintf(`# vipguard config of lab node %s (written by the lab)
 state_dir = %q
 
-[mysql]
-socket = %q
-defaults_file = %q
-
+%s
 [peer]
 host = %q
 port = %d
@@ -390,18 +434,8 @@ instance = "VI_MYSQL"
 policy = %q
 promotion_timeout = %q
 
-[agent]
-listen = "%s:%d"
-http_listen = "%s:%d"
-interval = %q
-stale_after = %q
-`, n.Name, n.StateDir, n.DB.Socket, cnf, hostAddr[n.Peer], MySQLPort, VIP, np.Policy, np.PromotionTimeout.String(),
-		n.Addr, AgentPort, n.Addr, AgentHTTPPort, AgentInterval.String(), AgentStaleAfter.String())
-	tmp := n.Config + ".tmp"
-	if err := os.WriteFile(tmp, []byte(toml), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, n.Config)
+%s`, n.Name, n.StateDir, mysql, hostAddr[n.Peer], MySQLPort, VIP, np.Policy, np.PromotionTimeout.String(), agent)
+	return writeTOML(n, toml)
 }
 
 // StartKeepalived starts (or restarts) keepalived on a node, VRRP only,
@@ -501,11 +535,21 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 	l.Proxy.Config = filepath.Join(dir, "haproxy.cfg")
 	l.Proxy.StatsSock = filepath.Join(dir, "admin.sock")
 	l.Proxy.Log = filepath.Join(dir, "haproxy.log")
+	if err := l.writeHAProxyConfig(ctx); err != nil {
+		return err
+	}
+	// db1 holds the VIP and was promoted: agentcheck makes it the writer.
+	return l.runHAProxy("db1")
+}
+
+// writeHAProxyConfig renders the example for the lab as it is now (with
+// the replica's server line if db3 runs) and has haproxy check it.
+func (l *Lab) writeHAProxyConfig(ctx context.Context) error {
 	ex, err := readExample(l.Root, "haproxy/haproxy.cfg")
 	if err != nil {
 		return err
 	}
-	cfg, err := RenderHAProxy(ex, l.Proxy.StatsSock)
+	cfg, err := RenderHAProxy(ex, l.Proxy.StatsSock, l.Nodes[ReplicaHost] != nil)
 	if err != nil {
 		return err
 	}
@@ -519,8 +563,7 @@ func (l *Lab) startHAProxy(ctx context.Context) error {
 	if out, err := run(ctx, bin, "-c", "-f", l.Proxy.Config); err != nil {
 		return fmt.Errorf("haproxy rejects the example config: %w\n%s", err, out)
 	}
-	// db1 holds the VIP and was promoted: agentcheck makes it the writer.
-	return l.runHAProxy("db1")
+	return nil
 }
 
 // RestartHAProxy stops haproxy and starts it again, as a package upgrade
@@ -590,6 +633,10 @@ func (l *Lab) Diagnostics() string {
 		}
 		fmt.Fprintf(&b, "--- %s agentcheck.log\n%s\n", name, tailFile(n.AgentLog, 10))
 		fmt.Fprintf(&b, "--- %s mariadbd error log\n%s\n", name, n.DB.ErrorLog(10))
+	}
+	if n := l.Nodes[ReplicaHost]; n != nil && n.Dir != "" {
+		fmt.Fprintf(&b, "--- %s (read replica) agentcheck.log\n%s\n", n.Name, tailFile(n.AgentLog, 10))
+		fmt.Fprintf(&b, "--- %s mariadbd error log\n%s\n", n.Name, n.DB.ErrorLog(10))
 	}
 	if l.Proxy.Log != "" {
 		fmt.Fprintf(&b, "--- haproxy.log\n%s\n", tailFile(l.Proxy.Log, 10))

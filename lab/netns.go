@@ -18,10 +18,12 @@ import (
 // and the same addresses appear in the example files, so templating them is
 // a no-op except for db2's swapped unicast addresses.
 const (
-	Subnet    = "192.0.2.0/24"
-	VIP       = "192.0.2.100"
-	DB1Addr   = "192.0.2.11"
-	DB2Addr   = "192.0.2.12"
+	Subnet  = "192.0.2.0/24"
+	VIP     = "192.0.2.100"
+	DB1Addr = "192.0.2.11"
+	DB2Addr = "192.0.2.12"
+	// DB3Addr is the read replica's, in a lab started with Replica.
+	DB3Addr   = "192.0.2.13"
 	ProxyAddr = "192.0.2.20"
 	ClientIP  = "192.0.2.30"
 	MySQLPort = 3306
@@ -39,14 +41,18 @@ const (
 // scripts it runs (/tmp, mode 1777, would be refused).
 const RunRoot = "/run/vglab"
 
-// hosts are the lab's namespaces besides the switch.
+// hosts are the lab's namespaces besides the switch; ReplicaHost joins
+// them in a lab with the read replica.
 var hosts = []string{"db1", "db2", "proxy", "client"}
 
-var hostAddr = map[string]string{"db1": DB1Addr, "db2": DB2Addr, "proxy": ProxyAddr, "client": ClientIP}
+// ReplicaHost is the read replica's host (Options.Replica, AddReplica).
+const ReplicaHost = "db3"
+
+var hostAddr = map[string]string{"db1": DB1Addr, "db2": DB2Addr, ReplicaHost: DB3Addr, "proxy": ProxyAddr, "client": ClientIP}
 
 // nsPattern matches every namespace a lab creates: <prefix>-<host>, where
 // the prefix is "vg" and four digits.
-var nsPattern = regexp.MustCompile(`^(vg[0-9]{4})-(db1|db2|proxy|client|sw)$`)
+var nsPattern = regexp.MustCompile(`^(vg[0-9]{4})-(db1|db2|db3|proxy|client|sw)$`)
 
 var prefixPattern = regexp.MustCompile(`^vg[0-9]{4}$`)
 
@@ -99,18 +105,44 @@ func (n *Net) Setup(ctx context.Context) error {
 		[]string{"ip", "-n", sw, "link", "set", n.bridge(), "up"},
 	)
 	for _, h := range hosts {
-		ns := n.NS(h)
-		cmds = append(cmds,
-			// Created inside the switch namespace, peer moved straight into
-			// the host's: no interface ever appears in the root namespace.
-			[]string{"ip", "-n", sw, "link", "add", n.swIf(h), "type", "veth", "peer", "name", n.IfName(h), "netns", ns},
-			[]string{"ip", "-n", sw, "link", "set", n.swIf(h), "master", n.bridge()},
-			[]string{"ip", "-n", sw, "link", "set", n.swIf(h), "up"},
-			[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
-			[]string{"ip", "-n", ns, "addr", "add", hostAddr[h] + "/24", "dev", n.IfName(h)},
-			[]string{"ip", "-n", ns, "link", "set", n.IfName(h), "up"},
-		)
+		cmds = append(cmds, n.plugCmds(h)...)
 	}
+	return runAll(ctx, cmds)
+}
+
+// AddHost creates one more host namespace on the running network.
+func (n *Net) AddHost(ctx context.Context, host string) error {
+	if hostAddr[host] == "" {
+		return fmt.Errorf("unknown lab host %q", host)
+	}
+	return runAll(ctx, append([][]string{{"ip", "netns", "add", n.NS(host)}}, n.plugCmds(host)...))
+}
+
+// RemoveHost kills what runs in a host's namespace and deletes it (its
+// veth goes with it).
+func (n *Net) RemoveHost(ctx context.Context, host string) error {
+	killNamespace(ctx, n.NS(host))
+	_, err := run(ctx, "ip", "netns", "del", n.NS(host))
+	return err
+}
+
+// plugCmds give an existing host namespace its veth into the bridge and
+// its address.
+func (n *Net) plugCmds(h string) [][]string {
+	sw, ns := n.NS("sw"), n.NS(h)
+	return [][]string{
+		// Created inside the switch namespace, peer moved straight into
+		// the host's: no interface ever appears in the root namespace.
+		{"ip", "-n", sw, "link", "add", n.swIf(h), "type", "veth", "peer", "name", n.IfName(h), "netns", ns},
+		{"ip", "-n", sw, "link", "set", n.swIf(h), "master", n.bridge()},
+		{"ip", "-n", sw, "link", "set", n.swIf(h), "up"},
+		{"ip", "-n", ns, "link", "set", "lo", "up"},
+		{"ip", "-n", ns, "addr", "add", hostAddr[h] + "/24", "dev", n.IfName(h)},
+		{"ip", "-n", ns, "link", "set", n.IfName(h), "up"},
+	}
+}
+
+func runAll(ctx context.Context, cmds [][]string) error {
 	for _, c := range cmds {
 		if _, err := run(ctx, c...); err != nil {
 			return fmt.Errorf("setting up lab network: %w", err)
@@ -166,7 +198,7 @@ func (n *Net) Teardown() error {
 func teardownPrefix(prefix string) error {
 	ctx := context.Background()
 	var errs []error
-	names := append(append([]string{}, hosts...), "sw")
+	names := append(append([]string{}, hosts...), ReplicaHost, "sw")
 	for _, h := range names {
 		ns := prefix + "-" + h
 		if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {

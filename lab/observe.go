@@ -190,7 +190,8 @@ func (l *Lab) HAProxyStat() (map[string]ServerStat, error) {
 }
 
 // HAProxyView is HAProxy's view of the servers in one short line, for the
-// demo timeline and diagnostics: "W db1=UP db2=DOWN  R db1=UP/100 db2=UP/100".
+// demo timeline and diagnostics: "W db1=UP db2=DOWN  R db1=UP/100 db2=UP/100"
+// (and db3=UP/100 with the read replica).
 func (l *Lab) HAProxyView() string {
 	st, err := l.HAProxyStat()
 	if err != nil {
@@ -207,8 +208,12 @@ func (l *Lab) HAProxyView() string {
 		}
 		return out
 	}
-	return fmt.Sprintf("W db1=%s db2=%s  R db1=%s db2=%s", v("mysql_writer/db1", false), v("mysql_writer/db2", false),
+	view := fmt.Sprintf("W db1=%s db2=%s  R db1=%s db2=%s", v("mysql_writer/db1", false), v("mysql_writer/db2", false),
 		v("mysql_reader/db1", true), v("mysql_reader/db2", true))
+	if _, ok := st["mysql_reader/"+ReplicaHost]; ok {
+		view += " " + ReplicaHost + "=" + v("mysql_reader/"+ReplicaHost, true)
+	}
+	return view
 }
 
 // AgentAnswer asks agentcheck on a node one agent-check question (role:

@@ -72,17 +72,25 @@ func RenderKeepalived(example []byte, p KeepalivedParams) ([]byte, error) {
 	return []byte(s), nil
 }
 
+// exampleReplicaServer is the read replica's server line in the
+// example's reader backend, commented out as shipped.
+const exampleReplicaServer = "    # server " + ReplicaHost + " " + DB3Addr + ":3306 "
+
 // RenderHAProxy turns the example haproxy.cfg into the lab's: only the stats
-// socket moves into the run directory (the addresses are the lab's already).
-func RenderHAProxy(example []byte, statsSock string) ([]byte, error) {
+// socket moves into the run directory (the addresses are the lab's already)
+// and, with replica, the read replica's server line is uncommented.
+func RenderHAProxy(example []byte, statsSock string, replica bool) ([]byte, error) {
 	s := string(example)
-	for _, must := range []string{exampleStatsSock, DB1Addr + ":3306", DB2Addr + ":3306",
+	for _, must := range []string{exampleStatsSock, DB1Addr + ":3306", DB2Addr + ":3306", "\n" + exampleReplicaServer,
 		fmt.Sprintf("bind %s:%d", ProxyAddr, WriterPort), fmt.Sprintf("bind %s:%d", ProxyAddr, ReaderPort),
 		fmt.Sprintf("agent-port %d", AgentPort), `agent-send "writer\n"`, `agent-send "reader\n"`,
 		"on-marked-down shutdown-sessions"} {
 		if !strings.Contains(s, must) {
 			return nil, fmt.Errorf("example haproxy.cfg no longer contains %q: update the lab with it", must)
 		}
+	}
+	if replica {
+		s = strings.Replace(s, "\n"+exampleReplicaServer, "\n"+strings.Replace(exampleReplicaServer, "# ", "", 1), 1)
 	}
 	return []byte(strings.ReplaceAll(s, exampleStatsSock, statsSock)), nil
 }

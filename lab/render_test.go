@@ -80,33 +80,61 @@ func TestRenderKeepalived(t *testing.T) {
 
 func TestRenderHAProxy(t *testing.T) {
 	ex := examples(t, "haproxy/haproxy.cfg")
-	got, err := RenderHAProxy(ex, "/run/vglab/vg0001/proxy/admin.sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(got)
-	if !strings.Contains(s, "stats socket /run/vglab/vg0001/proxy/admin.sock ") || strings.Contains(s, exampleStatsSock) {
-		t.Error("stats socket not moved")
-	}
-	if strings.Count(s, "\n") != strings.Count(string(ex), "\n") {
-		t.Error("line count changed")
-	}
-	// HAProxy itself accepts the file, where it is installed.
-	if bin, err := lookPath("haproxy"); err == nil {
-		f := filepath.Join(t.TempDir(), "haproxy.cfg")
-		if err := os.WriteFile(f, got, 0o644); err != nil {
+	for _, replica := range []bool{false, true} {
+		got, err := RenderHAProxy(ex, "/run/vglab/vg0001/proxy/admin.sock", replica)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command(bin, "-c", "-f", f).CombinedOutput(); err != nil {
-			t.Errorf("haproxy -c rejects the example: %v\n%s", err, out)
+		s := string(got)
+		if !strings.Contains(s, "stats socket /run/vglab/vg0001/proxy/admin.sock ") || strings.Contains(s, exampleStatsSock) {
+			t.Error("stats socket not moved")
 		}
+		// Nothing else changed but, with the replica, its server line:
+		// uncommented, in the reader backend only.
+		el, gl := strings.Split(string(ex), "\n"), strings.Split(s, "\n")
+		if len(el) != len(gl) {
+			t.Fatalf("replica %v: line count changed: %d → %d", replica, len(el), len(gl))
+		}
+		changed := 0
+		for i := range el {
+			if el[i] != gl[i] {
+				changed++
+			}
+		}
+		want, reader := 1, ""
+		if replica {
+			want = 2
+			reader = s[strings.Index(s, "backend mysql_reader"):]
+		}
+		if changed != want {
+			t.Errorf("replica %v: %d lines changed, want %d", replica, changed, want)
+		}
+		line := `    server db3 192.0.2.13:3306 weight 100 check inter 1s fall 2 rise 2 agent-check agent-port 9201 agent-inter 1s agent-send "reader\n"` + "\n"
+		if n := strings.Count(s, line); n != strings.Count(reader, line) || (n == 1) != replica {
+			t.Errorf("replica %v: the replica's reader server line is there %d times (%d in the reader backend)", replica, n, strings.Count(reader, line))
+		}
+		// HAProxy itself accepts the file, where it is installed.
+		if bin, err := lookPath("haproxy"); err == nil {
+			f := filepath.Join(t.TempDir(), "haproxy.cfg")
+			if err := os.WriteFile(f, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, "-c", "-f", f).CombinedOutput(); err != nil {
+				t.Errorf("haproxy -c rejects the example (replica %v): %v\n%s", replica, err, out)
+			}
+		}
+	}
+	// The example without the replica's line is an error, not a lab
+	// silently without it.
+	if _, err := RenderHAProxy([]byte(strings.ReplaceAll(string(ex), exampleReplicaServer, "")), "/x", true); err == nil {
+		t.Error("rendering an example without the replica's server line succeeded")
 	}
 }
 
 func TestNamespacePattern(t *testing.T) {
 	for name, want := range map[string]bool{
-		"vg0042-db1": true, "vg0042-sw": true, "vg9999-client": true,
-		"vg42-db1": false, "vg0042-db3": false, "xvg0042-db1": false, "vg0042-db1x": false,
+		"vg0042-db1": true, "vg0042-sw": true, "vg9999-client": true, "vg0042-db3": true,
+		"vg42-db1": false, "vg0042-db4": false, "xvg0042-db1": false, "vg0042-db1x": false,
 	} {
 		if got := nsPattern.MatchString(name); got != want {
 			t.Errorf("nsPattern(%q) = %v, want %v", name, got, want)

@@ -177,38 +177,57 @@ func (l *Lab) Sync(ctx context.Context, limit time.Duration) error {
 // VerifyIdentical checks that lab_writes has the same row count and
 // CHECKSUM TABLE on both nodes (after Sync).
 func (l *Lab) VerifyIdentical(ctx context.Context) error {
-	type sum struct{ count, checksum string }
-	got := map[string]sum{}
-	for _, name := range []string{"db1", "db2"} {
-		db, err := l.Nodes[name].DB.RootDB()
+	return l.verifyIdentical(ctx, "db1", "db2")
+}
+
+// verifyIdentical compares lab_writes on node a and node b.
+func (l *Lab) verifyIdentical(ctx context.Context, a, b string) error {
+	got := map[string]tableSum{}
+	for _, name := range []string{a, b} {
+		s, err := l.tableSum(ctx, name)
 		if err != nil {
 			return err
 		}
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		var s sum
-		var table string
-		err = db.QueryRowContext(qctx, "SELECT COUNT(*) FROM vgtest.lab_writes").Scan(&s.count)
-		if err == nil {
-			err = db.QueryRowContext(qctx, "CHECKSUM TABLE vgtest.lab_writes").Scan(&table, &s.checksum)
-		}
-		cancel()
-		db.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
 		got[name] = s
 	}
-	if got["db1"] != got["db2"] {
-		return fmt.Errorf("lab_writes differs: db1 has %s rows (checksum %s), db2 %s rows (checksum %s)",
-			got["db1"].count, got["db1"].checksum, got["db2"].count, got["db2"].checksum)
+	if got[a] != got[b] {
+		return fmt.Errorf("lab_writes differs: %s has %s rows (checksum %s), %s %s rows (checksum %s)",
+			a, got[a].count, got[a].checksum, b, got[b].count, got[b].checksum)
 	}
 	return nil
 }
 
+type tableSum struct{ count, checksum string }
+
+// tableSum reads lab_writes' row count and CHECKSUM TABLE on a node.
+func (l *Lab) tableSum(ctx context.Context, name string) (tableSum, error) {
+	db, err := l.Nodes[name].DB.RootDB()
+	if err != nil {
+		return tableSum{}, err
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var s tableSum
+	var table string
+	err = db.QueryRowContext(qctx, "SELECT COUNT(*) FROM vgtest.lab_writes").Scan(&s.count)
+	if err == nil {
+		err = db.QueryRowContext(qctx, "CHECKSUM TABLE vgtest.lab_writes").Scan(&table, &s.checksum)
+	}
+	if err != nil {
+		return tableSum{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return s, nil
+}
+
 // VerifyAcked checks that every acknowledged key is present on both nodes.
 func (l *Lab) VerifyAcked(ctx context.Context, keys []string) error {
+	return l.verifyAckedOn(ctx, keys, "db1", "db2")
+}
+
+func (l *Lab) verifyAckedOn(ctx context.Context, keys []string, names ...string) error {
 	var errs []error
-	for _, name := range []string{"db1", "db2"} {
+	for _, name := range names {
 		present, err := l.keys(ctx, name)
 		if err != nil {
 			return err
