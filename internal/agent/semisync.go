@@ -85,11 +85,26 @@ func (k *semiSyncKeeper) once(ctx context.Context, snap *probe.Snapshot) {
 		in.Writer = o.Promoted()
 		in.Standby = o.Role == state.RoleStandby && o.Phase != state.PhaseRunning
 	}
+	// The peer is read when it decides something: whether it acknowledges
+	// a writer that could start waiting for it, or, on a standby, what the
+	// writer's semi-sync looks like for a promotion to come.
+	mayEnable := in.Managed && in.Writable && in.Writer && !ss.SourceEnabled && ss.Clients > 0
+	standby := !snap.Writable() && ss.InUse()
+	if cfg.Peer.Host != "" && (mayEnable || standby) {
+		if pv, err := k.readPeer(ctx, cfg); err != nil {
+			k.peerFailed(err)
+		} else {
+			k.peerSeen()
+			in.PeerAcking = semisync.SelfAcking(pv.semiSync, channelFrom(pv.replicas, snap.ServerID))
+			if standby {
+				s := semisync.NewSighting(pv.at, pv.id, pv.writable, pv.semiSync,
+					semisync.SelfAcking(*ss, channelFrom(snap.Replicas, pv.id)))
+				k.record(cfg, s)
+			}
+		}
+	}
 	if act := semisync.Role(in); act != semisync.Keep {
 		k.apply(ctx, cfg, act, *ss)
-	}
-	if !snap.Writable() && cfg.Peer.Host != "" && ss.InUse() {
-		k.sight(ctx, cfg, snap)
 	}
 }
 
@@ -113,15 +128,24 @@ func (k *semiSyncKeeper) apply(ctx context.Context, cfg *config.Config, act semi
 	k.metrics.keeper.changes[i].Add(1)
 	switch act {
 	case semisync.EnableSource:
-		k.log.Info("semi-sync: an acknowledging replica is connected; the writer waits for it again", "clients", ss.Clients)
+		k.log.Info("semi-sync: the peer acknowledges this writer again; commits wait for it", "clients", ss.Clients)
 	default:
 		k.log.Info("semi-sync: source side off on this standby (it must never wait for acknowledgements)")
 	}
 }
 
-// sight reads the peer's semi-sync state and records it with whether this
-// node is acknowledging it.
-func (k *semiSyncKeeper) sight(ctx context.Context, cfg *config.Config, snap *probe.Snapshot) {
+// peerView is what the keeper reads of the peer.
+type peerView struct {
+	at       time.Time
+	id       uint32
+	writable bool
+	semiSync probe.SemiSync
+	replicas []probe.Replica
+}
+
+// readPeer reads the peer's role, semi-sync state and channels on the
+// keeper's own small pool, within one poll deadline.
+func (k *semiSyncKeeper) readPeer(ctx context.Context, cfg *config.Config) (*peerView, error) {
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout(cfg))
 	defer cancel()
 	t := probe.PeerTarget(cfg)
@@ -131,49 +155,54 @@ func (k *semiSyncKeeper) sight(ctx context.Context, cfg *config.Config, snap *pr
 		}
 		db, err := probe.Open(t)
 		if err != nil {
-			k.peerFailed(err)
-			return
+			return nil, err
 		}
 		db.SetMaxOpenConns(1)
 		k.peer, k.peerTarget = db, t.String()
 	}
-	var s semisync.Sighting
-	err := func() error {
-		conn, err := k.peer.Conn(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		v, id, err := (&probe.Prober{Q: conn, QueryTimeout: t.QueryTimeout}).Version(ctx)
-		if err != nil {
-			return err
-		}
-		a := &probe.Admin{Q: conn, V: v, QueryTimeout: t.QueryTimeout}
-		ro, sro, err := a.ReadOnly(ctx)
-		if err != nil {
-			return err
-		}
-		peer, err := a.SemiSync(ctx)
-		if err != nil {
-			return err
-		}
-		s = semisync.NewSighting(time.Now(), id, !ro && !sro, peer, semisync.SelfAcking(*snap.SemiSync, channelFrom(snap, id)))
-		return nil
-	}()
+	conn, err := k.peer.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	pr := &probe.Prober{Q: conn, QueryTimeout: t.QueryTimeout}
+	v, id, err := pr.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a := &probe.Admin{Q: conn, V: v, QueryTimeout: t.QueryTimeout}
+	ro, sro, err := a.ReadOnly(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pv := &peerView{id: id, writable: !ro && !sro}
+	if pv.semiSync, err = a.SemiSync(ctx); err != nil {
+		return nil, err
+	}
+	if pv.replicas, err = pr.Replicas(ctx, v); err != nil {
+		return nil, err
+	}
+	pv.at = time.Now()
+	return pv, nil
+}
+
+// record saves a sighting for notify.
+func (k *semiSyncKeeper) record(cfg *config.Config, s semisync.Sighting) {
+	b, err := s.Marshal()
 	if err == nil {
-		var b []byte
-		if b, err = s.Marshal(); err == nil {
-			err = state.Dir(cfg.StateDir).WritePeerSemiSync(b)
-		}
+		err = state.Dir(cfg.StateDir).WritePeerSemiSync(b)
 	}
 	if err != nil {
-		k.peerFailed(err)
+		k.log.Warn("cannot record the peer's semi-sync state", "err", err)
 		return
 	}
-	k.metrics.keeper.sightings[0].Add(1)
 	k.metrics.keeper.lastSight.Store(s.At.UnixNano())
+}
+
+func (k *semiSyncKeeper) peerSeen() {
+	k.metrics.keeper.sightings[0].Add(1)
 	if k.lastPeer != "" {
-		k.log.Info("semi-sync sightings of the peer again")
+		k.log.Info("the peer's semi-sync state is read again")
 		k.lastPeer = ""
 	}
 }
@@ -186,16 +215,16 @@ func (k *semiSyncKeeper) peerFailed(err error) {
 	}
 }
 
-// channelFrom is the local channel replicating from the server with id,
-// or the only channel.
-func channelFrom(s *probe.Snapshot, id uint32) *probe.Replica {
-	for i := range s.Replicas {
-		if s.Replicas[i].SourceServerID == id {
-			return &s.Replicas[i]
+// channelFrom is the channel replicating from the server with id, or the
+// only channel.
+func channelFrom(reps []probe.Replica, id uint32) *probe.Replica {
+	for i := range reps {
+		if reps[i].SourceServerID == id {
+			return &reps[i]
 		}
 	}
-	if len(s.Replicas) == 1 {
-		return &s.Replicas[0]
+	if len(reps) == 1 {
+		return &reps[0]
 	}
 	return nil
 }

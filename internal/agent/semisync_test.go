@@ -3,7 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
-	"strings"
+	"regexp"
 	"testing"
 	"time"
 
@@ -91,19 +91,24 @@ func TestRealSemiSyncKeeper(t *testing.T) {
 		t.Fatalf("the writer recorded a sighting: %s", data)
 	}
 
-	// The metrics and the status document say it.
-	m := string(srvA.Metrics.Write(srvA.Input(time.Now()), srvA.Policy()))
-	for _, want := range []string{"vipguard_semi_sync_source_active 1", "vipguard_semi_sync_clients 1", `vipguard_semi_sync_role_changes_total{action="enable"} 1`} {
-		if !strings.Contains(m, want) {
-			t.Errorf("writer metrics lack %q", want)
+	// The metrics and the status document say it, once a poll saw it (a
+	// switch made on a poll that was already stale is made again: the
+	// counters say at least one).
+	metricsHave := func(srv *Server, want ...string) func() bool {
+		return func() bool {
+			m := string(srv.Metrics.Write(srv.Input(time.Now()), srv.Policy()))
+			for _, w := range want {
+				if !regexp.MustCompile(w).MatchString(m) {
+					return false
+				}
+			}
+			return true
 		}
 	}
-	mb := string(srvB.Metrics.Write(srvB.Input(time.Now()), srvB.Policy()))
-	for _, want := range []string{"vipguard_semi_sync_source_enabled 0", "vipguard_semi_sync_replica_on 1", `vipguard_semi_sync_role_changes_total{action="disable"} 1`, "vipguard_semi_sync_peer_sighting_timestamp_seconds"} {
-		if !strings.Contains(mb, want) {
-			t.Errorf("standby metrics lack %q", want)
-		}
-	}
+	waitFor("the writer's metrics", metricsHave(srvA, "vipguard_semi_sync_source_active 1", "vipguard_semi_sync_clients 1",
+		`vipguard_semi_sync_role_changes_total\{action="enable"\} [1-9]`, `action="disable"\} 0`))
+	waitFor("the standby's metrics", metricsHave(srvB, "vipguard_semi_sync_source_enabled 0", "vipguard_semi_sync_replica_on 1",
+		`vipguard_semi_sync_role_changes_total\{action="disable"\} [1-9]`, `action="enable"\} 0`, "vipguard_semi_sync_peer_sighting_timestamp_seconds"))
 	if st := srvA.NodeStatus(time.Now(), nil); st.MySQL == nil || st.MySQL.SemiSync == nil || !st.MySQL.SemiSync.Active {
 		t.Errorf("writer status document: %+v", st.MySQL)
 	}

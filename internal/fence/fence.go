@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/semisync"
 	"github.com/vipguard/vipguard/internal/state"
 )
 
@@ -27,6 +28,10 @@ type fenceReport struct {
 	// SemiSync is the server's semi-sync state when the fence began (nil
 	// when it could not be read).
 	SemiSync *probe.SemiSync
+	// Acking: the server acknowledges its source (semi-sync replica side
+	// on, a receiver connected): fenced as the peer, it acknowledges the
+	// node that promotes.
+	Acking bool
 }
 
 // spareSet is the set of our own connection ids, shared by the two
@@ -134,6 +139,12 @@ func (f *serverFence) standbySemiSync(ctx context.Context) {
 		return
 	}
 	f.rep.SemiSync = &ss
+	if ss.ReplicaOn {
+		reps, err := f.ka.Replicas(ctx)
+		for i := range reps {
+			f.rep.Acking = f.rep.Acking || (err == nil && semisync.SelfAcking(ss, &reps[i]))
+		}
+	}
 	if !f.e.Cfg.SemiSync.Managed() || !ss.SourceEnabled {
 		return
 	}

@@ -120,7 +120,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	pairUses := p.releaseSemiSync(a)
 
 	// 1. Fence the peer and take its final position.
-	peerPos, v := p.fencePeer()
+	peerPos, peerAcking, v := p.fencePeer()
 	if ctx.Err() != nil {
 		return p.end(ctx.Err())
 	}
@@ -162,7 +162,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 
 	// 3. Open writes, only if still the newest event; the writer waits
 	// for acknowledgements from then on when a replica gives them.
-	p.writerSemiSync(a)
+	p.writerSemiSync(a, peerAcking)
 	opened, err := e.openWrites(ctx, a, gen)
 	if probe.ConnectionLost(err) {
 		return p.preempted(err)
@@ -217,9 +217,10 @@ func (e *Engine) openLocal(ctx context.Context) (*localSession, error) {
 }
 
 // fencePeer fences the peer and applies peerRule: its final position, or
-// nil when it does not answer and the promotion may go on without it.
-func (p *promotion) fencePeer() (*probe.Position, verdict) {
-	pos, reached, err := p.e.fencePeer(p.ctx)
+// nil when it does not answer and the promotion may go on without it;
+// acking says whether the fenced peer acknowledges this node (semi-sync).
+func (p *promotion) fencePeer() (pos *probe.Position, acking bool, v verdict) {
+	pos, reached, acking, err := p.e.fencePeer(p.ctx)
 	var w *check.Witness
 	if err != nil && !reached && p.ctx.Err() == nil {
 		// Silent: dead, or this node is the one cut off. mysqlcheck will
@@ -227,11 +228,11 @@ func (p *promotion) fencePeer() (*probe.Position, verdict) {
 		w = check.AskWitnesses(p.ctx, p.e.Cfg)
 		p.e.Log.Warn("peer not reachable: waiting for what this node already received instead", "err", err, "witness", w.Describe())
 	}
-	v := peerRule(p.ev.State, peerFinding{Reached: reached, Err: err}, w)
+	v = peerRule(p.ev.State, peerFinding{Reached: reached, Err: err}, w)
 	if v.Warn != "" {
 		p.e.Log.Warn(v.Warn)
 	}
-	return pos, v
+	return pos, acking, v
 }
 
 // planPromotion says in a dry run what a promotion would do.
@@ -316,9 +317,9 @@ func (e *Engine) leaveReadOnly() {
 // returns its final position. reached says whether the peer answered at
 // all (it read the server version): a peer that answers but could not be
 // fenced must block the promotion, an unreachable one must not.
-func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bool, err error) {
+func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached, acking bool, err error) {
 	if e.Cfg.Peer.Host == "" {
-		return nil, false, errNoPeer
+		return nil, false, false, errNoPeer
 	}
 	t := e.peerTarget()
 	done := e.step("fence.peer", "peer", t.String())
@@ -327,7 +328,7 @@ func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bo
 	db, err := open(t)
 	if err != nil {
 		done(err)
-		return nil, false, err
+		return nil, false, false, err
 	}
 	defer db.Close()
 	rep, err := e.fenceServer(pctx, db, "peer")
@@ -337,9 +338,9 @@ func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached bo
 	}
 	done(err, e.killedKey(), rep.Killed, "position", rep.Position)
 	if err != nil {
-		return nil, rep.Version.Flavor != 0, err
+		return nil, rep.Version.Flavor != 0, false, err
 	}
-	return &rep.Position, true, nil
+	return &rep.Position, true, rep.Acking, nil
 }
 
 // gate waits, within notify.promotion_timeout, until this node has applied
@@ -559,7 +560,7 @@ func (p *promotion) semiSyncPromise(pairUses bool) (state.SemiSyncCase, *probe.P
 	done := e.step("semi_sync.wait_old_writer", "wait", wait)
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) && p.ctx.Err() == nil {
-		pos, reached, err := e.fencePeer(p.ctx)
+		pos, reached, _, err := e.fencePeer(p.ctx)
 		if err == nil {
 			done(nil, "fenced", true)
 			return state.SemiSyncFenced, pos, goOn()
@@ -577,11 +578,12 @@ func (p *promotion) semiSyncPromise(pairUses bool) (state.SemiSyncCase, *probe.P
 	return c, nil, semiSyncRule(p.ev.State, c, why+fmt.Sprintf("; the old writer did not come back within %s", wait), e.Cfg.Notify.Policy)
 }
 
-// writerSemiSync switches the source side on when an acknowledging
-// replica is connected. Without one, commits would wait the whole
-// timeout for nobody (rpl_semi_sync_master_wait_no_slave): the writer
-// stays asynchronous and agentcheck switches it on when the peer rejoins.
-func (p *promotion) writerSemiSync(a *probe.Admin) {
+// writerSemiSync switches the source side on when the fenced peer
+// acknowledges this node. Without it, commits would wait the whole
+// timeout for nobody (rpl_semi_sync_master_wait_no_slave; a dead peer's
+// connection still counts as a client for a while): the writer stays
+// asynchronous and agentcheck switches it on when the peer rejoins.
+func (p *promotion) writerSemiSync(a *probe.Admin, peerAcking bool) {
 	e := p.e
 	if !e.Cfg.SemiSync.Managed() {
 		return
@@ -594,9 +596,9 @@ func (p *promotion) writerSemiSync(a *probe.Admin) {
 	if !ss.Source || ss.SourceEnabled {
 		return
 	}
-	if ss.Clients == 0 {
+	if ss.Clients == 0 || !peerAcking {
 		if ss.InUse() {
-			e.Log.Info("semi-sync: no acknowledging replica connected; asynchronous until one connects")
+			e.Log.Info("semi-sync: the peer does not acknowledge this node; asynchronous until it does", "clients", ss.Clients)
 		}
 		return
 	}

@@ -69,10 +69,12 @@ func ParseSighting(b []byte) (*Sighting, error) {
 	return &s, nil
 }
 
-// SelfAcking reports whether this node acknowledges its source now: its
-// replica side is connected and the channel from the source streams.
+// SelfAcking reports whether a node acknowledges its source now: its
+// replica side is on and the channel's receiver is connected (the
+// receiver acknowledges on receipt; whether the applier runs does not
+// matter).
 func SelfAcking(local probe.SemiSync, channel *probe.Replica) bool {
-	return local.ReplicaOn && channel != nil && channel.Health() == probe.Streaming
+	return local.ReplicaOn && channel != nil && channel.IORunning == probe.IOYes
 }
 
 // Promise decides, when the old writer does not answer, what the last
@@ -150,11 +152,16 @@ type RoleInput struct {
 	// Standby: notify's last outcome is a completed or failed run that
 	// left the node a standby (not one still running).
 	Standby bool
+	// PeerAcking: the peer answered just now and acknowledges this node
+	// (see SelfAcking). The server's own client count is not enough: a
+	// dead peer's connection is counted until the server next writes to
+	// it, and enabling then makes the next commit wait the whole timeout.
+	PeerAcking bool
 }
 
-// Role decides whether the source side must change: on for a writer with
-// an acknowledging replica connected (the replica asked for it by
-// enabling its side), off for a read-only standby. Anything in between (a
+// Role decides whether the source side must change: on for a writer
+// whose peer acknowledges it (the peer asked for it by enabling its side),
+// off for a read-only standby. Anything in between (a
 // promotion or fence still running, a writable node notify did not
 // promote) is left alone: notify owns those moments.
 func Role(in RoleInput) Action {
@@ -163,7 +170,7 @@ func Role(in RoleInput) Action {
 		return Keep
 	}
 	switch {
-	case in.Writable && in.Writer && !l.SourceEnabled && l.Clients > 0:
+	case in.Writable && in.Writer && !l.SourceEnabled && l.Clients > 0 && in.PeerAcking:
 		return EnableSource
 	case !in.Writable && in.Standby && l.SourceEnabled:
 		return DisableSource

@@ -60,15 +60,16 @@ func TestRole(t *testing.T) {
 		in   RoleInput
 		want Action
 	}{
-		{"writer, replica connected: wait for it", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.Clients = 1 }), Writable: true, Writer: true}, EnableSource},
+		{"writer, peer acknowledging: wait for it", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.Clients = 1 }), Writable: true, Writer: true, PeerAcking: true}, EnableSource},
+		{"writer, a client counted but the peer not seen acknowledging", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.Clients = 1 }), Writable: true, Writer: true}, Keep},
 		{"writer, no replica: commits would wait for nobody", RoleInput{Managed: true, Local: src, Writable: true, Writer: true}, Keep},
 		{"writer already waiting", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.Clients, s.SourceEnabled = 1, true }), Writable: true, Writer: true}, Keep},
-		{"writable but not promoted by notify", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.Clients = 1 }), Writable: true}, Keep},
+		{"writable but not promoted by notify", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.Clients = 1 }), Writable: true, PeerAcking: true}, Keep},
 		{"standby waiting for acknowledgements", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.SourceEnabled = true }), Standby: true}, DisableSource},
 		{"read-only during a promotion", RoleInput{Managed: true, Local: with(func(s *probe.SemiSync) { s.SourceEnabled = true })}, Keep},
 		{"standby already off", RoleInput{Managed: true, Local: src, Standby: true}, Keep},
 		{"not managed", RoleInput{Local: with(func(s *probe.SemiSync) { s.SourceEnabled = true }), Standby: true}, Keep},
-		{"no source side (MySQL without the plugin)", RoleInput{Managed: true, Local: probe.SemiSync{Available: true, Replica: true, Clients: 1}, Writable: true, Writer: true}, Keep},
+		{"no source side (MySQL without the plugin)", RoleInput{Managed: true, Local: probe.SemiSync{Available: true, Replica: true, Clients: 1}, Writable: true, Writer: true, PeerAcking: true}, Keep},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,6 +77,26 @@ func TestRole(t *testing.T) {
 				t.Fatalf("Role = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestSelfAcking(t *testing.T) {
+	on := probe.SemiSync{ReplicaOn: true}
+	cases := []struct {
+		name  string
+		local probe.SemiSync
+		ch    *probe.Replica
+		want  bool
+	}{
+		{"receiver connected, applier stopped", on, &probe.Replica{IORunning: probe.IOYes}, true},
+		{"receiver connecting", on, &probe.Replica{IORunning: probe.IOConnecting, SQLRunning: true}, false},
+		{"replica side off", probe.SemiSync{}, &probe.Replica{IORunning: probe.IOYes, SQLRunning: true}, false},
+		{"no channel", on, nil, false},
+	}
+	for _, tc := range cases {
+		if got := SelfAcking(tc.local, tc.ch); got != tc.want {
+			t.Errorf("%s: %v", tc.name, got)
+		}
 	}
 }
 
