@@ -29,6 +29,10 @@ const ResultsEnv = "VIPGUARD_LAB_RESULTS"
 // reality) instead of cmd/notify.
 const StandInEnv = "VIPGUARD_LAB_STANDIN"
 
+// SemiSyncEnv set to 1 runs the lab's pair with semi-sync enabled
+// (Options.SemiSync).
+const SemiSyncEnv = "VIPGUARD_LAB_SEMISYNC"
+
 var (
 	shared     *Lab
 	sharedErr  error
@@ -77,7 +81,7 @@ func needLab(t *testing.T) *Lab {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		// VIPGUARD_LAB_STANDIN=1 runs the stand-in notify instead of cmd/notify.
-		l, err := Start(ctx, Options{Logf: labLogf, StandIn: os.Getenv(StandInEnv) == "1"})
+		l, err := Start(ctx, Options{Logf: labLogf, StandIn: os.Getenv(StandInEnv) == "1", SemiSync: os.Getenv(SemiSyncEnv) == "1"})
 		sharedMu.Lock()
 		shared, sharedErr = l, err
 		sharedMu.Unlock()
