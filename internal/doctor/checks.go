@@ -225,21 +225,40 @@ func checkAutoIncrement(a, b map[string]string) Result {
 	return ok("pair", check, "increment %d, offsets %d and %d", ia, oa, ob)
 }
 
-// checkSemiSync: semi-sync on one side only means one direction waits
-// for acknowledgements the other never sends, or a switchover changes the
-// durability promise.
+// checkSemiSync: the replica side (acknowledging the other node) is the
+// DBA's choice and must be the same on both nodes; the source side
+// (waiting for acknowledgements) follows the role — vipguard switches it —
+// and a standby that waits stalls its applier when the writer dies.
 func checkSemiSync(a, b *Server) Result {
-	get := func(s *Server) string {
-		src := s.Vars["rpl_semi_sync_master_enabled"] + s.Vars["rpl_semi_sync_source_enabled"]
-		rep := s.Vars["rpl_semi_sync_slave_enabled"] + s.Vars["rpl_semi_sync_replica_enabled"]
-		return fmt.Sprintf("source %s, replica %s", onOff(truthy(src)), onOff(truthy(rep)))
+	const check = "semi_sync"
+	source := func(s *Server) bool {
+		return truthy(s.Vars["rpl_semi_sync_master_enabled"] + s.Vars["rpl_semi_sync_source_enabled"])
 	}
-	ga, gb := get(a), get(b)
-	if ga != gb {
-		return bad(Warn, "pair", "semi_sync", "enable semi-sync the same way on both nodes (source and replica side)",
-			"local %s; peer %s", ga, gb)
+	replica := func(s *Server) bool {
+		return truthy(s.Vars["rpl_semi_sync_slave_enabled"] + s.Vars["rpl_semi_sync_replica_enabled"])
 	}
-	return ok("pair", "semi_sync", "same on both: %s", ga)
+	if replica(a) != replica(b) {
+		return bad(Warn, "pair", check, "set rpl_semi_sync_slave_enabled (or _replica_) the same on both nodes in my.cnf: after a switchover the durability promise must not change",
+			"replica side: local %s, peer %s", onOff(replica(a)), onOff(replica(b)))
+	}
+	for _, s := range []*Server{a, b} {
+		other := a
+		if s == a {
+			other = b
+		}
+		switch {
+		case source(s) && truthy(s.Vars["read_only"]):
+			return bad(Warn, s.Node, check, "vipguard switches the source side off on a standby: is agentcheck running here, or is [semi_sync] manage = false?",
+				"read-only but the semi-sync source side is on: when the writer dies, this node's applier waits for its acknowledgement up to rpl_semi_sync_master_timeout")
+		case source(s) && !replica(other):
+			return bad(Warn, s.Node, check, "enable rpl_semi_sync_slave_enabled on the other node, or the source side off here",
+				"waits for acknowledgements the other node never sends (its replica side is off): every commit waits the timeout, then falls back")
+		}
+	}
+	if !replica(a) {
+		return ok("pair", check, "not used")
+	}
+	return ok("pair", check, "replica side ON on both nodes; source side by role (local %s, peer %s)", onOff(source(a)), onOff(source(b)))
 }
 
 func checkClock(a, b *Server) Result {

@@ -46,20 +46,20 @@ func TestGrants(t *testing.T) {
 	}{
 		{"readme block", maria, []string{
 			"GRANT USAGE ON *.* TO `vipguard`@`localhost`",
-			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN ON *.* TO `vipguard`@`localhost` IDENTIFIED BY PASSWORD '*X'",
+			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `vipguard`@`localhost` IDENTIFIED BY PASSWORD '*X'",
 		}, "", ""},
 		{"replication client is binlog monitor", maria, []string{
-			"GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN ON *.* TO `v`@`%`",
+			"GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `v`@`%`",
 		}, "", ""},
 		{"root", maria, []string{"GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA unix_socket WITH GRANT OPTION"}, "percona.heartbeat", ""},
 		{"check only", maria, []string{"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR ON *.* TO `v`@`%`"}, "",
-			"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN"},
+			"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN"},
 		{"heartbeat table", maria, []string{
-			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN ON *.* TO `v`@`%`",
+			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `v`@`%`",
 			"GRANT SELECT ON `percona`.* TO `v`@`%`",
 		}, "percona.heartbeat", ""},
 		{"heartbeat missing", maria, []string{
-			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN ON *.* TO `v`@`%`",
+			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `v`@`%`",
 		}, "percona.heartbeat", "SELECT ON percona.heartbeat"},
 		{"mysql 8 readme", mysql8, []string{
 			"GRANT PROCESS, REPLICATION CLIENT ON *.* TO `v`@`localhost`",
@@ -126,7 +126,8 @@ func TestCheckServersFlips(t *testing.T) {
 		{"flush", func(l, p *Server) { p.Vars["innodb_flush_log_at_trx_commit"] = "2" }, "peer", "innodb_flush_log_at_trx_commit", Warn},
 		{"offsets", func(l, p *Server) { p.Vars["auto_increment_offset"] = "3" }, "pair", "auto_increment", Fail},
 		{"increments", func(l, p *Server) { p.Vars["auto_increment_increment"] = "1" }, "pair", "auto_increment", Fail},
-		{"semi-sync one side", func(l, p *Server) { p.Vars["rpl_semi_sync_master_enabled"] = "ON" }, "pair", "semi_sync", Warn},
+		{"semi-sync: a read-only node waits for acknowledgements", func(l, p *Server) { p.Vars["rpl_semi_sync_master_enabled"] = "ON" }, "peer", "semi_sync", Warn},
+		{"semi-sync: replica side on one node only", func(l, p *Server) { p.Vars["rpl_semi_sync_slave_enabled"] = "ON" }, "pair", "semi_sync", Warn},
 		{"replication stopped", func(l, p *Server) { p.Replicas[0].SQLRunning = false }, "peer", "replication", Fail},
 		{"replication connecting", func(l, p *Server) { p.Replicas[0].IORunning = probe.IOConnecting }, "peer", "replication", Warn},
 		{"no replication", func(l, p *Server) { l.Replicas = nil }, "local", "replication", Fail},
@@ -306,5 +307,38 @@ func TestCheckHAProxy(t *testing.T) {
 	}
 	if rs := run("backend b\n    server a 192.0.2.11:3306 check\n"); len(rs) != 1 || rs[0].Level != Warn {
 		t.Errorf("no agent-check: %v", rs)
+	}
+}
+
+func TestCheckSemiSync(t *testing.T) {
+	srv := func(node string, vars ...string) *Server {
+		s := &Server{Node: node, Vars: map[string]string{}}
+		for i := 0; i+1 < len(vars); i += 2 {
+			s.Vars[vars[i]] = vars[i+1]
+		}
+		return s
+	}
+	cases := []struct {
+		name       string
+		a, b       *Server
+		level      Level
+		node, text string
+	}{
+		{"not used", srv("local", "read_only", "OFF"), srv("peer", "read_only", "ON"), OK, "pair", "not used"},
+		{"by role", srv("local", "read_only", "OFF", "rpl_semi_sync_master_enabled", "ON", "rpl_semi_sync_slave_enabled", "ON"),
+			srv("peer", "read_only", "ON", "rpl_semi_sync_master_enabled", "OFF", "rpl_semi_sync_slave_enabled", "ON"), OK, "pair", "source side by role (local ON, peer OFF)"},
+		{"mysql names", srv("local", "read_only", "OFF", "rpl_semi_sync_source_enabled", "ON", "rpl_semi_sync_replica_enabled", "ON"),
+			srv("peer", "read_only", "ON", "rpl_semi_sync_replica_enabled", "ON"), OK, "pair", "by role"},
+		{"standby waits", srv("local", "read_only", "OFF", "rpl_semi_sync_slave_enabled", "ON"),
+			srv("peer", "read_only", "ON", "rpl_semi_sync_master_enabled", "ON", "rpl_semi_sync_slave_enabled", "ON"), Warn, "peer", "read-only but the semi-sync source side is on"},
+		{"nobody acknowledges the writer", srv("local", "read_only", "OFF", "rpl_semi_sync_master_enabled", "ON"),
+			srv("peer", "read_only", "ON"), Warn, "local", "never sends"},
+		{"replica side differs", srv("local", "rpl_semi_sync_slave_enabled", "ON"), srv("peer"), Warn, "pair", "replica side: local ON, peer OFF"},
+	}
+	for _, tc := range cases {
+		r := checkSemiSync(tc.a, tc.b)
+		if r.Level != tc.level || r.Node != tc.node || !strings.Contains(r.Detail, tc.text) {
+			t.Errorf("%s: %+v, want %v %s %q", tc.name, r, tc.level, tc.node, tc.text)
+		}
 	}
 }

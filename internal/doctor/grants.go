@@ -23,9 +23,9 @@ func RequiredGrants(v probe.Version, heartbeat string) Required {
 	var r Required
 	switch {
 	case v.Flavor == probe.MariaDB && v.AtLeast(10, 5, 9):
-		r.Global = []string{"PROCESS", "SLAVE MONITOR", "BINLOG MONITOR", "CONNECTION ADMIN", "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN"}
+		r.Global = []string{"PROCESS", "SLAVE MONITOR", "BINLOG MONITOR", "CONNECTION ADMIN", "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN", "REPLICATION MASTER ADMIN"}
 	case v.Flavor == probe.MariaDB && v.AtLeast(10, 5, 2):
-		r.Global = []string{"PROCESS", "BINLOG MONITOR", "REPLICATION SLAVE ADMIN", "CONNECTION ADMIN", "READ_ONLY ADMIN"}
+		r.Global = []string{"PROCESS", "BINLOG MONITOR", "REPLICATION SLAVE ADMIN", "CONNECTION ADMIN", "READ_ONLY ADMIN", "REPLICATION MASTER ADMIN"}
 	case v.Flavor == probe.MariaDB:
 		r.Global = []string{"PROCESS", "REPLICATION CLIENT", "SUPER"}
 	case v.AtLeast(8, 0, 0):

@@ -49,7 +49,10 @@ func readmeGrants(t *testing.T, heading, account string) []string {
 func TestRealREADMEGrantsMariaDB(t *testing.T) {
 	const user, pass = "vgreadme", "vgreadme-pass"
 	grants := readmeGrants(t, "MariaDB 10.5.9 and later", fmt.Sprintf("'%s'@'%%'", user))
-	a, b := pair(t, mariadbtest.PairOptions{})
+	// Semi-sync on both sides of both nodes, as my.cnf would: the fence
+	// and the promotion switch the source side by role with these grants.
+	ss := mariadbtest.Options{Args: []string{"--rpl-semi-sync-master-enabled=ON", "--rpl-semi-sync-slave-enabled=ON"}}
+	a, b := pair(t, mariadbtest.PairOptions{A: ss, B: ss})
 	ctx := context.Background()
 	for _, n := range []*node{a, b} {
 		stmts := append([]string{"SET SESSION sql_log_bin=0", fmt.Sprintf("CREATE USER '%s'@'%%' IDENTIFIED BY '%s'", user, pass)}, grants...)
@@ -78,5 +81,9 @@ func TestRealREADMEGrantsMariaDB(t *testing.T) {
 	}
 	if b.readOnly(t) || !a.readOnly(t) {
 		t.Fatalf("after promotion: a read_only=%v, b read_only=%v", a.readOnly(t), b.readOnly(t))
+	}
+	if count(t, a.s, "SELECT @@global.rpl_semi_sync_master_enabled") != 0 || count(t, b.s, "SELECT @@global.rpl_semi_sync_master_enabled") != 1 {
+		t.Fatalf("semi-sync source side after promotion: a %d, b %d (want 0, 1)",
+			count(t, a.s, "SELECT @@global.rpl_semi_sync_master_enabled"), count(t, b.s, "SELECT @@global.rpl_semi_sync_master_enabled"))
 	}
 }
