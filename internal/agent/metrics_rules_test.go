@@ -31,7 +31,11 @@ func TestMetricsCoverRulesAndDashboard(t *testing.T) {
 		Outcome:     &state.Outcome{Event: "BACKUP", Phase: state.PhaseDone, Role: state.RoleStandby, At: now}}))
 	m := new(Metrics)
 	m.observePoll(&State{Snapshot: &probe.Snapshot{}, At: now})
-	add(string(m.Write(Input{Poll: &State{Snapshot: &probe.Snapshot{}, At: now}, Now: now}, Policy{StaleAfter: time.Second})))
+	m.keeper.lastSight.Store(now.UnixNano())
+	writer := &probe.Snapshot{SemiSync: &probe.SemiSync{Available: true, Source: true, SourceEnabled: true}}
+	add(string(m.Write(Input{Poll: &State{Snapshot: writer, At: now}, Now: now,
+		Outcome: &state.Outcome{Event: "MASTER", Phase: state.PhaseDone, Role: state.RoleWriter, SemiSync: state.SemiSyncKept, At: now}},
+		Policy{StaleAfter: time.Second})))
 	srv := NewServer(benchConfig(t), discardLog())
 	add(string(srv.appendLearnMetrics(srv.allowMetrics.appendTo(nil))))
 
