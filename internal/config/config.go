@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"net"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -231,8 +232,51 @@ type Agent struct {
 	// targets a "pair" label in Prometheus.
 	Pair string `toml:"pair"`
 
+	// TrackFile is the keepalived track_file that agentcheck serve keeps
+	// (docs/fast-failover.md): "0" while this node is fit to hold the VIP,
+	// "1" once it is not, each followed by who wrote it and why. With
+	// "weight 0" keepalived puts the instance in FAULT the moment the
+	// file says non-zero (inotify, no polling). It is replaced by rename,
+	// so keepalived never reads half a value, and refreshed every
+	// TrackInterval, so that mysqlcheck can tell a stale file. Its
+	// directory must exist before keepalived starts and never be removed
+	// (keepalived drops a track file whose directory is missing and
+	// watches the directory, not the file). Default: mysql.track in
+	// state_dir. "" in the file disables the fast path.
+	TrackFile string `toml:"track_file"`
+	// TrackInterval between two polls of the fast path, each on a fresh
+	// connection, judged by mysqlcheck's rules. Default 200ms.
+	TrackInterval Duration `toml:"track_interval"`
+	// TrackTimeout bounds one poll of the fast path; at most
+	// TrackInterval. Default 150ms.
+	TrackTimeout Duration `toml:"track_timeout"`
+	// UnresponsiveAfter is how long mysqld may give no answer before the
+	// node is unfit: that many TrackIntervals (rounded up) of polls in a
+	// row without an answer flip the track file. A single slow poll never
+	// does; a refused connection or a missing socket (mysqld is not
+	// running) flips it at once. At least 2 x TrackInterval. Default
+	// 1.4s: a stall of 1 s is ridden out, a freeze is seen after about
+	// 1.4 s.
+	UnresponsiveAfter Duration `toml:"unresponsive_after"`
+	// TrackStaleAfter is the age past which mysqlcheck no longer believes
+	// the track file (agentcheck is dead or hung) and rewrites it with its
+	// own verdict, so that a stale "1" cannot pin the node in FAULT.
+	// Longer than 2 x TrackInterval. Default 2s.
+	TrackStaleAfter Duration `toml:"track_stale_after"`
+
 	// listen = "" in the file disables a listener; absent means default.
-	listenSet, httpListenSet bool
+	listenSet, httpListenSet, trackFileSet bool
+}
+
+// TrackFall says how many polls of the fast path in a row without an
+// answer make the node unfit: UnresponsiveAfter / TrackInterval, rounded
+// up.
+func (a *Agent) TrackFall() int {
+	iv := a.TrackInterval.Duration
+	if iv <= 0 {
+		return 1
+	}
+	return int((a.UnresponsiveAfter.Duration + iv - 1) / iv)
 }
 
 // Notify tunes notify (the fence and promotion engine).
@@ -388,6 +432,9 @@ func (c *Config) applyDefaults() {
 		c.Heartbeat.UTC = boolPtr(true)
 	}
 	c.Agent.applyDefaults()
+	if c.Agent.TrackFile == "" && !c.Agent.trackFileSet {
+		c.Agent.TrackFile = filepath.Join(c.StateDir, "mysql.track")
+	}
 	c.Notify.applyDefaults()
 }
 
@@ -421,6 +468,18 @@ func (a *Agent) applyDefaults() {
 	}
 	if a.IOTimeout.Duration == 0 {
 		a.IOTimeout.Duration = 2 * time.Second
+	}
+	if a.TrackInterval.Duration == 0 {
+		a.TrackInterval.Duration = 200 * time.Millisecond
+	}
+	if a.TrackTimeout.Duration == 0 {
+		a.TrackTimeout.Duration = 150 * time.Millisecond
+	}
+	if a.UnresponsiveAfter.Duration == 0 {
+		a.UnresponsiveAfter.Duration = 1400 * time.Millisecond
+	}
+	if a.TrackStaleAfter.Duration == 0 {
+		a.TrackStaleAfter.Duration = 2 * time.Second
 	}
 }
 
@@ -478,6 +537,7 @@ func Parse(data []byte) (*Config, error) {
 	c.Check.maxLagSet = md.IsDefined("check", "max_lag")
 	c.Agent.listenSet = md.IsDefined("agent", "listen")
 	c.Agent.httpListenSet = md.IsDefined("agent", "http_listen")
+	c.Agent.trackFileSet = md.IsDefined("agent", "track_file")
 	c.MySQL.set = map[string]bool{}
 	for _, k := range md.Keys() {
 		if len(k) == 2 && k[0] == "mysql" {
@@ -657,6 +717,24 @@ func (a *Agent) validate(bad func(format string, args ...any)) {
 	}
 	if a.IOTimeout.Duration <= 0 {
 		bad("agent.io_timeout must be positive, got %q", a.IOTimeout.String())
+	}
+	if f := a.TrackFile; f != "" && (!strings.HasPrefix(f, "/") || strings.HasSuffix(f, "/") || filepath.Clean(f) != f) {
+		bad("agent.track_file %q must be a clean absolute path to a file", f)
+	}
+	if a.TrackInterval.Duration < 10*time.Millisecond {
+		bad("agent.track_interval must be at least 10ms, got %q", a.TrackInterval.String())
+	}
+	if a.TrackTimeout.Duration <= 0 || a.TrackTimeout.Duration > a.TrackInterval.Duration {
+		bad("agent.track_timeout %q must be positive and at most agent.track_interval %q", a.TrackTimeout.String(), a.TrackInterval.String())
+	}
+	// One slow poll must never be enough.
+	if a.UnresponsiveAfter.Duration < 2*a.TrackInterval.Duration {
+		bad("agent.unresponsive_after %q must be at least twice agent.track_interval %q", a.UnresponsiveAfter.String(), a.TrackInterval.String())
+	}
+	// agentcheck refreshes the file every track_interval: a bound of a
+	// couple of intervals would call a busy daemon dead.
+	if a.TrackStaleAfter.Duration <= 2*a.TrackInterval.Duration {
+		bad("agent.track_stale_after %q must be longer than twice agent.track_interval %q", a.TrackStaleAfter.String(), a.TrackInterval.String())
 	}
 	validAllow(a.Allow, bad)
 	if !validPair(a.Pair) {
