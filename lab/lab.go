@@ -329,7 +329,7 @@ const (
 	AdminUser     = "vgadmin"
 	AdminPassword = "vgadmin-pass"
 	AdminGrants   = "PROCESS, REPLICATION CLIENT, SLAVE MONITOR, BINLOG MONITOR, SELECT, " +
-		"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN"
+		"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN"
 )
 
 // NotifyPolicy is the [notify] part of a node's config that the tests vary.

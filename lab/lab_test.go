@@ -43,10 +43,12 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	sharedMu.Lock()
-	if shared != nil {
-		if err := shared.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "lab teardown: %v\n", err)
-			code = 1
+	for _, l := range []*Lab{shared, semiShared} {
+		if l != nil {
+			if err := l.Close(); err != nil {
+				fmt.Fprintf(os.Stderr, "lab teardown: %v\n", err)
+				code = 1
+			}
 		}
 	}
 	sharedMu.Unlock()
@@ -72,8 +74,10 @@ func needLab(t *testing.T) *Lab {
 		go func() {
 			s := <-sig
 			sharedMu.Lock()
-			if shared != nil {
-				shared.Close()
+			for _, l := range []*Lab{shared, semiShared} {
+				if l != nil {
+					l.Close()
+				}
 			}
 			fmt.Fprintf(os.Stderr, "lab: %v: torn down\n", s)
 			os.Exit(2)

@@ -68,6 +68,12 @@ type Hooks struct {
 	Phase func(msg string)
 	// LoadStarted receives the running load generator.
 	LoadStarted func(*Load)
+	// Writers per path (VIP and HAProxy); default 1.
+	Writers int
+	// BeforeRecover, when set, runs once the writes are back on the new
+	// writer, with the fault still in place (the old writer still down),
+	// given the acknowledged writes; its error fails the run.
+	BeforeRecover func(ctx context.Context, to string, acked []string) error
 }
 
 // Result is the outcome of one failover run.
@@ -125,7 +131,7 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 			sampler.Stop()
 		}
 	}()
-	ld, err := l.StartLoad(ctx, LoadOptions{IdleVIP: 5, IdleProxy: 5})
+	ld, err := l.StartLoad(ctx, LoadOptions{IdleVIP: 5, IdleProxy: 5, Writers: hooks.Writers})
 	if err != nil {
 		return res, err
 	}
@@ -170,6 +176,10 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 	res.Acked, res.Idle = len(lr.Acked), lr.Summary.Idle
 
 	res.Sampler = sampler.Stop()
+	var berr error
+	if hooks.BeforeRecover != nil {
+		berr = hooks.BeforeRecover(ctx, to, lr.Acked)
+	}
 	if sampler, err = l.StartSampler(ctx); err != nil {
 		return res, err
 	}
@@ -186,7 +196,7 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 	sampler = nil
 	hooks.phase("recovered: %s holds the VIP, %s is a standby again", to, from)
 
-	verr := l.VerifyAll(ctx, lr.Acked)
+	verr := errors.Join(berr, l.VerifyAll(ctx, lr.Acked))
 	if n := len(res.Sampler.BothWritable); n > 0 {
 		verr = errors.Join(verr, fmt.Errorf("both nodes writable in %d of %d samples, first at %s",
 			n, res.Sampler.Samples, res.Sampler.BothWritable[0].Format("15:04:05.000")))

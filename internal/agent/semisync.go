@@ -31,6 +31,10 @@ type semiSyncKeeper struct {
 	peer       *sql.DB // open while a peer is configured
 	peerTarget string
 	lastPeer   string // last peer error, for logging transitions only
+	// peerWaits: the peer's source side was on when last read. A standby
+	// keeps recording it then even with its own semi-sync off: the
+	// promotion must see the writer committing without its acknowledgement.
+	peerWaits bool
 }
 
 // keeperMetrics counts the keeper's work for /metrics.
@@ -89,12 +93,13 @@ func (k *semiSyncKeeper) once(ctx context.Context, snap *probe.Snapshot) {
 	// a writer that could start waiting for it, or, on a standby, what the
 	// writer's semi-sync looks like for a promotion to come.
 	mayEnable := in.Managed && in.Writable && in.Writer && !ss.SourceEnabled && ss.Clients > 0
-	standby := !snap.Writable() && ss.InUse()
+	standby := !snap.Writable() && (ss.InUse() || k.peerWaits)
 	if cfg.Peer.Host != "" && (mayEnable || standby) {
 		if pv, err := k.readPeer(ctx, cfg); err != nil {
 			k.peerFailed(err)
 		} else {
 			k.peerSeen()
+			k.peerWaits = pv.semiSync.SourceEnabled
 			in.PeerAcking = semisync.SelfAcking(pv.semiSync, channelFrom(pv.replicas, snap.ServerID))
 			if standby {
 				s := semisync.NewSighting(pv.at, pv.id, pv.writable, pv.semiSync,
