@@ -56,9 +56,10 @@ bench: deps build
 	sh scripts/bench-agentcheck.sh 5 4
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/...
 
-# Write-unavailability window per fault scenario (median of 3 runs).
+# Write-unavailability window per fault scenario (median and worst of 5
+# runs), and the kill scenario again on a semi-sync pair.
 bench-failover: deps build
-	$(GO) run ./tools/vglab bench-failover --runs 3
+	$(GO) run ./tools/vglab bench-failover --runs 5 --semi-sync-kill
 
 # deb and rpm in dist/ (nfpm pinned, run through the Go toolchain; version
 # from git or VERSION=1.2.3, reproducible with SOURCE_DATE_EPOCH).

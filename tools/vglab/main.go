@@ -3,7 +3,8 @@
 // timeline (who holds the VIP, writes per second, the current gap, what
 // keepalived, notify and mysqlcheck on each node decided and why), then a
 // summary; "bench-failover" prints the write-unavailability window of each
-// fault scenario (median of several runs); "clean" removes labs left behind
+// fault scenario (median and worst of several runs, and the kill scenario
+// on a semi-sync pair with --semi-sync-kill); "clean" removes labs left behind
 // by killed runs. Everything is torn down on exit, also on Ctrl-C.
 //
 // It must run as root from inside the source tree (it builds the binaries
@@ -35,7 +36,7 @@ const prog = "vglab"
 
 type cmdline struct {
 	Demo  demoCmd  `cmd:"" help:"Run one failover (kill -9 of the VIP holder's mysqld under writes) with a live timeline."`
-	Bench benchCmd `cmd:"" name:"bench-failover" help:"Print the write-unavailability window of each fault scenario (median of N runs)."`
+	Bench benchCmd `cmd:"" name:"bench-failover" help:"Print the write-unavailability window of each fault scenario (median and worst of N runs)."`
 	Clean cleanCmd `cmd:"" help:"Remove labs left behind by killed runs."`
 }
 
@@ -54,6 +55,10 @@ type benchCmd struct {
 	common
 	Runs   int      `default:"3" help:"Runs per scenario."`
 	Faults []string `default:"kill,freeze,maintenance,keepalived-stop,link-cut,partition" help:"Scenarios to run."`
+	// The semi-sync crash needs a pair started with semi-sync: a second
+	// lab, after the first, its rows printed beside the first's.
+	SemiSyncKill bool `name:"semi-sync-kill" help:"Also run the kill scenario on a second lab whose pair runs semi-sync both ways."`
+	Writers      int  `default:"2" help:"Writers per path (VIP and HAProxy)."`
 }
 
 type cleanCmd struct{}
@@ -323,6 +328,9 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 	if c.Runs < 1 || c.Runs > 50 {
 		return fmt.Errorf("--runs %d: want 1-50", c.Runs)
 	}
+	if c.Writers < 1 || c.Writers > 16 {
+		return fmt.Errorf("--writers %d: want 1-16", c.Writers)
+	}
 	var faults []lab.Fault
 	for _, name := range c.Faults {
 		f, ok := lab.FaultByName(name)
@@ -332,33 +340,69 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 		faults = append(faults, f)
 	}
 	t0 := time.Now()
-	l, closeLab, err := startLab(ctx, c.common, w, t0)
+	label := ""
+	if c.SemiSync {
+		label = " (semi-sync)"
+	}
+	rows, err := benchLab(ctx, c, c.common, faults, label, w, t0)
 	if err != nil {
 		return err
 	}
-	defer closeLab()
-	type row struct {
-		f                              lab.Fault
-		gap, vipGap, proxyGap, vipMove []time.Duration
-		both, bothRecovery, failed     int
-		errs                           []string
+	if c.SemiSyncKill && !c.SemiSync {
+		kill, _ := lab.FaultByName("kill")
+		o := c.common
+		o.SemiSync = true
+		more, err := benchLab(ctx, c, o, []lab.Fault{kill}, " (semi-sync)", w, t0)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, more...)
 	}
-	var rows []*row
+	fmt.Fprintf(w, "\nWrite-unavailability window per fault over %d run(s), %d writers per path (keepalived advert_int 1,\n"+
+		"vrrp_script interval 1 fall 2 rise 2; notify: %s). Figures, not assertions.\n\n", c.Runs, c.Writers,
+		map[bool]string{true: "lab stand-in toggling read_only", false: "cmd/notify"}[c.StandIn])
+	fmt.Fprintf(w, "%-28s %17s %9s %9s %10s %14s %10s %7s\n", "fault", "window med/worst", "via VIP", "via proxy", "VIP moved",
+		"both writable", "(recovery)", "failed")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-28s %7.2fs/%6.2fs %8.2fs %8.2fs %9.2fs %10d/%d run %8d/%d %5d/%d\n", r.name,
+			median(r.gap).Seconds(), worst(r.gap).Seconds(), median(r.vipGap).Seconds(), median(r.proxyGap).Seconds(), median(r.vipMove).Seconds(),
+			r.both, len(r.gap), r.bothRecovery, len(r.gap), r.failed, c.Runs)
+	}
+	fmt.Fprintf(w, "\n(window = longest time without any successful write, both paths merged, median and worst of the runs;\n"+
+		"via VIP / via proxy and VIP moved are medians; both writable = runs in which the sampler saw two nodes with\n"+
+		"read_only=OFF during the failover, or while the fault was undone)\n")
+	return nil
+}
+
+// benchRow is one fault's figures over the runs.
+type benchRow struct {
+	name                           string
+	gap, vipGap, proxyGap, vipMove []time.Duration
+	both, bothRecovery, failed     int
+}
+
+// benchLab starts a lab with o and runs each fault c.Runs times on it.
+func benchLab(ctx context.Context, c *benchCmd, o common, faults []lab.Fault, label string, w io.Writer, t0 time.Time) ([]*benchRow, error) {
+	l, closeLab, err := startLab(ctx, o, w, t0)
+	if err != nil {
+		return nil, err
+	}
+	defer closeLab()
+	var rows []*benchRow
 	for _, f := range faults {
-		r := &row{f: f}
+		r := &benchRow{name: f.Name + label}
 		rows = append(rows, r)
 		for i := range c.Runs {
-			res, err := l.RunFailover(ctx, f, lab.Hooks{})
+			res, err := l.RunFailover(ctx, f, lab.Hooks{Writers: c.Writers})
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
-			fmt.Fprintf(w, "[%6.1fs] run %d/%d %s\n", time.Since(t0).Seconds(), i+1, c.Runs, res)
+			fmt.Fprintf(w, "[%6.1fs] run %d/%d%s %s\n", time.Since(t0).Seconds(), i+1, c.Runs, label, res)
 			if err != nil {
 				r.failed++
-				r.errs = append(r.errs, err.Error())
 				fmt.Fprintf(w, "           verification failed: %v\n%s\n", err, l.Diagnostics())
 				if rerr := l.Recover(ctx, 90*time.Second); rerr != nil {
-					return errors.Join(err, rerr)
+					return nil, errors.Join(err, rerr)
 				}
 				if res.MaxGap == 0 {
 					continue
@@ -376,18 +420,14 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "\nWrite-unavailability window per fault, median of %d run(s) (keepalived advert_int 1, vrrp_script interval 1 fall 2 rise 2;\n"+
-		"notify: %s). Figures, not assertions.\n\n", c.Runs, map[bool]string{true: "lab stand-in toggling read_only", false: "cmd/notify"}[c.StandIn])
-	fmt.Fprintf(w, "%-16s %9s %9s %9s %10s %14s %10s %7s\n", "fault", "window", "via VIP", "via proxy", "VIP moved",
-		"both writable", "(recovery)", "failed")
-	for _, r := range rows {
-		fmt.Fprintf(w, "%-16s %8.2fs %8.2fs %8.2fs %9.2fs %10d/%d run %8d/%d %5d/%d\n", r.f.Name,
-			median(r.gap).Seconds(), median(r.vipGap).Seconds(), median(r.proxyGap).Seconds(), median(r.vipMove).Seconds(),
-			r.both, len(r.gap), r.bothRecovery, len(r.gap), r.failed, c.Runs)
+	return rows, nil
+}
+
+func worst(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
 	}
-	fmt.Fprintf(w, "\n(window = longest time without any successful write, both paths merged; both writable = runs in which\n"+
-		"the sampler saw two nodes with read_only=OFF during the failover, or while the fault was undone)\n")
-	return nil
+	return slices.Max(d)
 }
 
 func median(d []time.Duration) time.Duration {
