@@ -94,6 +94,10 @@ func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 	pctx, stopPoll := context.WithCancel(context.Background())
 	pollDone := make(chan struct{})
 	go func() { defer close(pollDone); srv.Poller.Run(pctx) }()
+	// keepalived's track file (docs/fast-failover.md). It stops with the
+	// poller and is left as it is: mysqlcheck takes over a stale file.
+	trackDone := make(chan struct{})
+	go func() { defer close(trackDone); srv.Tracker.Run(pctx) }()
 	// The proxies that agent-check this node become its witnesses.
 	go srv.Learn(ctx)
 
@@ -110,7 +114,9 @@ func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 		log.Warn("sd_notify READY failed", "err", err)
 	}
 	log.Info("agentcheck ready", "version", cli.VersionString(), "config", cfg.Path(),
-		"interval", cfg.Agent.Interval.Duration, "stale_after", cfg.Agent.StaleAfter.Duration)
+		"interval", cfg.Agent.Interval.Duration, "stale_after", cfg.Agent.StaleAfter.Duration,
+		"track_file", cfg.Agent.TrackFile, "track_interval", cfg.Agent.TrackInterval.Duration,
+		"unresponsive_after", cfg.Agent.UnresponsiveAfter.Duration)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -154,6 +160,7 @@ func serve(ctx context.Context, g *cli.Globals, stderr io.Writer) error {
 			srv.Shutdown(shutdownBound)
 			stopPoll()
 			<-pollDone
+			<-trackDone
 			return nil
 		}
 	}
@@ -254,6 +261,7 @@ func status(ctx context.Context, g *cli.Globals, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "notify:      no outcome recorded on this node\n")
 	}
 	fmt.Fprintf(stdout, "witnesses:   %s\n", p(nodestatus.DescribeWitnessSet(check.Witnesses(cfg))))
+	fmt.Fprintf(stdout, "track file:  %s\n", p(describeTrack(cfg, time.Now())))
 	if st.Err != nil {
 		fmt.Fprintf(stdout, "mysql:       poll failed after %s: %s\n", st.Took.Round(time.Millisecond), p(st.Err.Error()))
 	} else if s := st.Snapshot; s != nil {
@@ -302,4 +310,31 @@ func orDefault(p string) string {
 		return "(built-in defaults)"
 	}
 	return p
+}
+
+// describeTrack says what keepalived's track file holds, and whether
+// mysqlcheck would still believe it.
+func describeTrack(cfg *config.Config, now time.Time) string {
+	path := cfg.Agent.TrackFile
+	if path == "" {
+		return "off (agent.track_file = \"\"): keepalived has mysqlcheck only"
+	}
+	f, err := check.ReadTrack(path)
+	switch {
+	case err != nil:
+		return err.Error()
+	case f == nil:
+		return fmt.Sprintf("%s: none yet (keepalived reads that as 0)", path)
+	case f.BadContent != nil:
+		return fmt.Sprintf("%s: %v", path, f.BadContent)
+	}
+	value, stale := "0 (fit)", ""
+	if f.Unfit {
+		value = "1 (unfit: keepalived holds the instance in FAULT)"
+	}
+	age := now.Sub(f.ModTime).Round(time.Millisecond)
+	if age > cfg.Agent.TrackStaleAfter.Duration {
+		stale = ", stale: mysqlcheck rewrites it"
+	}
+	return fmt.Sprintf("%s says %s, written by %s %s ago%s: %s", path, value, f.Writer, age, stale, f.Reason)
 }

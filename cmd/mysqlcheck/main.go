@@ -3,6 +3,12 @@
 // always answers within its deadline (check.timeout), also when mysqld is
 // frozen, and honours the maintenance flag.
 //
+// It is also the backstop of the fast path (docs/fast-failover.md): a
+// keepalived track file (agent.track_file) that agentcheck has not
+// refreshed for agent.track_stale_after is rewritten with this verdict, so
+// that a dead agentcheck's last "1" cannot pin the node in FAULT; a file
+// that is not root-owned or is writable by others makes the node unfit.
+//
 // Unfit: mysqld down, frozen or unreadable; a read-only node not
 // replicating, with a broken channel, or lagging past check.max_lag;
 // notify's last outcome marked this node unfit; maintenance on; none of
@@ -187,6 +193,11 @@ func run(ctx context.Context, c *cmdline, stdout, stderr io.Writer) error {
 	defer backstop.Stop()
 
 	v := check.Run(ctx, cfg)
+	if !c.Nagios {
+		// keepalived's run (and "vipguard check"): the backstop of the
+		// track file agentcheck keeps (docs/fast-failover.md).
+		v = check.ReconcileTrack(cfg, v, time.Now())
+	}
 	backstop.Stop()
 	if c.Nagios {
 		if st := printNagios(stdout, cfg.Check, v); st != check.OK {

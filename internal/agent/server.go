@@ -27,6 +27,8 @@ type Server struct {
 	Log     *slog.Logger
 	Poller  *Poller
 	Metrics *Metrics
+	// Tracker keeps keepalived's track file (track.go); serve runs it.
+	Tracker *Tracker
 
 	// NoFastPath serves TCP listeners through net.Conn only (tests).
 	NoFastPath bool
@@ -66,6 +68,7 @@ func NewServer(cfg *config.Config, log *slog.Logger) *Server {
 	s.SetConfig(cfg)
 	s.Poller = &Poller{Config: s.Config, Log: log, Metrics: s.Metrics,
 		keeper: newSemiSyncKeeper(s.Config, s.files.Load, log, s.Metrics)}
+	s.Tracker = &Tracker{Config: s.Config, Files: s.files.Load, Log: log}
 	return s
 }
 

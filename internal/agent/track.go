@@ -1,0 +1,201 @@
+package agent
+
+// The fast path of issue 11 (docs/fast-failover.md): a loop of its own,
+// beside the HAProxy poller, that polls mysqld every agent.track_interval
+// under agent.track_timeout, judges each poll by mysqlcheck's rules
+// (check.Evaluate), and keeps keepalived's track file saying 0 (fit) or 1
+// (unfit). keepalived enters FAULT the moment the file says 1.
+//
+// NextTrack holds the whole decision. The poller's own loop is left alone:
+// its answers go to HAProxy, where one slow poll already answers down,
+// and its interval and deadline are tuned for that.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/vipguard/vipguard/internal/check"
+	"github.com/vipguard/vipguard/internal/config"
+)
+
+// PollKind is what one poll of the fast path saw.
+type PollKind int
+
+const (
+	// PollFit: the server was read, and mysqlcheck's rules say fit.
+	PollFit PollKind = iota
+	// PollUnfit: read (or maintenance is on), and the rules say unfit:
+	// a fact, not a timing accident.
+	PollUnfit
+	// PollDead: connection refused or the socket gone: no mysqld is
+	// running (check.NotRunning).
+	PollDead
+	// PollNoAnswer: no answer within the deadline, or any other failure:
+	// mysqld may be frozen, or only slow for a moment.
+	PollNoAnswer
+)
+
+func (k PollKind) String() string {
+	return [...]string{"fit", "unfit", "dead", "no answer"}[k]
+}
+
+// Poll is one poll's result.
+type Poll struct {
+	Kind   PollKind
+	Reason string
+}
+
+// TrackRule is how the fast path counts.
+type TrackRule struct {
+	// Fall is how many polls in a row without an answer make the node
+	// unfit (config.Agent.TrackFall: unresponsive_after / track_interval).
+	Fall int
+	// Rise is how many fit polls in a row make an unfit node fit again.
+	Rise int
+}
+
+// trackRise is the example vrrp_script's rise: a mysqld restarting in a
+// loop does not bounce the instance between FAULT and BACKUP every poll.
+const trackRise = 2
+
+// TrackState is the fast path's decision, carried from poll to poll.
+type TrackState struct {
+	// Known is false until a poll decided: nothing is written before,
+	// so that restarting agentcheck on the VIP holder moves nothing.
+	Known bool
+	// Unfit is the value the file says (1), Reason why.
+	Unfit  bool
+	Reason string
+	// Fails counts polls in a row without an answer, Fits fit polls in
+	// a row.
+	Fails, Fits int
+}
+
+// NextTrack folds one poll into the state. The rules:
+//   - unfit by the rules (maintenance, notify's outcome, replication), or
+//     mysqld not running: 1 at once;
+//   - no answer: 1 once Fall polls in a row had none; until then the
+//     value stays what it was (a single slow poll never flips it);
+//   - fit: 0 at once when nothing was decided yet (agentcheck just
+//     started), else after Rise fit polls in a row.
+func NextTrack(s TrackState, p Poll, r TrackRule) TrackState {
+	switch p.Kind {
+	case PollUnfit, PollDead:
+		return TrackState{Known: true, Unfit: true, Reason: p.Reason}
+	case PollNoAnswer:
+		s.Fails++
+		s.Fits = 0
+		if s.Fails >= r.Fall {
+			s.Known, s.Unfit = true, true
+			s.Reason = fmt.Sprintf("no answer for %d polls in a row (agent.unresponsive_after): %s", s.Fails, p.Reason)
+		}
+		return s
+	}
+	s.Fails = 0
+	s.Fits++
+	if !s.Known || !s.Unfit || s.Fits >= r.Rise {
+		s.Known, s.Unfit, s.Reason = true, false, p.Reason
+	}
+	return s
+}
+
+// Describe is the reason written to the file: while the value holds
+// through polls without an answer, it says how many so far.
+func (s TrackState) Describe(r TrackRule) string {
+	if !s.Unfit && s.Fails > 0 {
+		return fmt.Sprintf("%s; no answer for %d of %d polls", s.Reason, s.Fails, r.Fall)
+	}
+	if s.Unfit && s.Fits > 0 {
+		return fmt.Sprintf("%s; fit again for %d of %d polls", s.Reason, s.Fits, r.Rise)
+	}
+	return s.Reason
+}
+
+// Tracker runs the fast path.
+type Tracker struct {
+	Config func() *config.Config
+	Files  func() *Files
+	Log    *slog.Logger
+
+	state atomic.Pointer[TrackState]
+}
+
+// Current returns the decision in force (nil before the first poll).
+func (t *Tracker) Current() *TrackState { return t.state.Load() }
+
+// Run polls every agent.track_interval until ctx ends, writing the file
+// after every poll that leaves a decision: also when it did not change,
+// so that mysqlcheck can tell a live writer from a dead one by the
+// file's age. It does nothing while agent.track_file is "". On the way
+// out the file is left as it is: removing it would read as "fine".
+func (t *Tracker) Run(ctx context.Context) {
+	var s TrackState
+	var lastErr string
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		start := time.Now()
+		cfg := t.Config()
+		iv := cfg.Agent.TrackInterval.Duration
+		timer.Reset(iv)
+		path := cfg.Agent.TrackFile
+		if path == "" {
+			continue
+		}
+		p := t.poll(ctx, cfg)
+		if ctx.Err() != nil {
+			return
+		}
+		rule := TrackRule{Fall: cfg.Agent.TrackFall(), Rise: trackRise}
+		prev := s
+		s = NextTrack(s, p, rule)
+		t.state.Store(&s)
+		if !s.Known {
+			continue
+		}
+		if s.Unfit != prev.Unfit || !prev.Known {
+			t.Log.Info("track file changes", "file", path, "unfit", s.Unfit, "reason", s.Reason, "poll_took", time.Since(start))
+		}
+		err := check.WriteTrack(path, check.Track{Unfit: s.Unfit, Writer: check.WriterAgent, Reason: s.Describe(rule)})
+		if msg := errString(err); msg != lastErr {
+			if err != nil {
+				t.Log.Error("cannot write the track file; keepalived has mysqlcheck only", "err", msg)
+			} else {
+				t.Log.Info("track file written again", "file", path)
+			}
+			lastErr = msg
+		}
+	}
+}
+
+// poll reads the server once under agent.track_timeout and judges it as
+// mysqlcheck would, minus the witnesses: asking them five times a second
+// would be noise on the proxies, and mysqlcheck asks them every run.
+func (t *Tracker) poll(ctx context.Context, cfg *config.Config) Poll {
+	timeout := cfg.Agent.TrackTimeout.Duration
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	in := check.Input{Timeout: timeout}
+	in.Snapshot, in.SnapshotErr = check.Snapshot(ctx, cfg)
+	files := t.Files()
+	in.Maintenance, _ = files.Maintenance()
+	in.Outcome, in.OutcomeErr = files.Outcome()
+	v := check.Evaluate(cfg.Check, in)
+	switch {
+	case in.Maintenance.On, in.SnapshotErr == nil && !v.Fit:
+		return Poll{Kind: PollUnfit, Reason: v.Reason}
+	case in.SnapshotErr == nil:
+		return Poll{Kind: PollFit, Reason: v.Reason}
+	case check.NotRunning(in.SnapshotErr):
+		return Poll{Kind: PollDead, Reason: v.Reason}
+	}
+	return Poll{Kind: PollNoAnswer, Reason: v.Reason}
+}
