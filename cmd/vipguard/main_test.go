@@ -248,3 +248,22 @@ func TestStatusPair(t *testing.T) {
 		t.Errorf("two writers: exit %d\n%s", r.Code, r.Stdout)
 	}
 }
+
+func TestWriteNodeSemiSync(t *testing.T) {
+	var b strings.Builder
+	writeNode(&b, &nodestatus.Status{Host: "db1", PollAge: -1,
+		MySQL: &nodestatus.MySQL{SemiSync: &nodestatus.SemiSync{State: "semi-sync active, 1 acknowledging replica(s), 0 fall-back(s)",
+			SourceEnabled: true, Acked: 7}},
+		Notify: &nodestatus.Notify{Event: "MASTER", Phase: "done", Role: "writer", SemiSync: "kept"}}, "local")
+	for _, want := range []string{"semi-sync:   semi-sync active, 1 acknowledging replica(s), 0 fall-back(s) (commits acknowledged 7, not 0)",
+		`promotion:   semi-sync said "kept"`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	writeNode(&b, &nodestatus.Status{Host: "db1", PollAge: -1, MySQL: &nodestatus.MySQL{SemiSync: &nodestatus.SemiSync{State: "semi-sync off"}}}, "local")
+	if strings.Contains(b.String(), "semi-sync") {
+		t.Errorf("semi-sync shown while not used:\n%s", b.String())
+	}
+}

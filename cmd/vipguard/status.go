@@ -111,6 +111,9 @@ func writeNode(w io.Writer, s *nodestatus.Status, label string) {
 		for _, r := range m.Replicas {
 			line("replication", "%s", r.Describe())
 		}
+		if ss := m.SemiSync; ss != nil && (ss.SourceEnabled || ss.ReplicaEnabled) {
+			line("semi-sync", "%s (commits acknowledged %d, not %d)", ss.State, ss.Acked, ss.Unacked)
+		}
 	} else {
 		line("mysql", "UNREADABLE: %s", s.PollError)
 	}
@@ -138,6 +141,9 @@ func writeNode(w io.Writer, s *nodestatus.Status, label string) {
 			unfit = ", UNFIT"
 		}
 		line("notify", "keepalived %s, %s, role %s%s, at %s: %s", n.Event, n.Phase, n.Role, unfit, n.At.Format(time.RFC3339), orNone(n.Reason))
+		if n.SemiSync != "" {
+			line("promotion", "semi-sync said %q of the old writer's acknowledged writes", n.SemiSync)
+		}
 	}
 	line("witnesses", "%s", s.Witnesses)
 	for i, a := range s.Answers {
