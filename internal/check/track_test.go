@@ -3,6 +3,7 @@ package check
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -143,14 +144,13 @@ func TestWriteTrackAtomic(t *testing.T) {
 	if err := WriteTrack(path, Track{Writer: WriterAgent, Reason: "first"}); err != nil {
 		t.Fatal(err)
 	}
-	ino := func() uint64 {
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Sys().(*syscall.Stat_t).Ino
+	// Held open, the first file keeps its inode (no reuse) and its
+	// content, unless a write went into it in place.
+	first, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	before := ino()
+	defer first.Close()
 	var stop atomic.Bool
 	var bad atomic.Value
 	var reads atomic.Int64
@@ -181,8 +181,16 @@ func TestWriteTrackAtomic(t *testing.T) {
 	if b := bad.Load(); b != nil {
 		t.Fatal(b)
 	}
-	if ino() == before {
+	now, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	was, _ := first.Stat()
+	if os.SameFile(now, was) {
 		t.Fatal("the file was rewritten in place, not replaced by rename")
+	}
+	if b, _ := io.ReadAll(first); string(b) != "0 agentcheck: first\n" {
+		t.Fatalf("the first file was written into: %q", b)
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".mysql.track.*")); len(left) != 0 {
 		t.Fatalf("temporary files left behind: %v", left)
