@@ -52,6 +52,30 @@ func (l *Lab) StopReplicaThread(ctx context.Context, name, thread string) error 
 	return l.Nodes[name].DB.Exec(ctx, "STOP SLAVE "+thread)
 }
 
+// BreakReplication stops the standby's applier on an error no restart
+// mends: a row written on the standby alone (sql_log_bin=0), then the same
+// key on the writer, stops its SQL thread with 1062. The returned mend
+// removes the row and starts the applier, as a DBA would, then restarts the
+// standby's keepalived: notify marked the node unfit when it could not
+// restart replication, and only a new transition clears that.
+func (l *Lab) BreakReplication(ctx context.Context, standby, writer string) (mend func(context.Context) error, err error) {
+	key := fmt.Sprintf("conflict-%d", time.Now().UnixNano())
+	row := "INSERT INTO vgtest.lab_writes (k, path, server_id) VALUES ('" + key + "', 'lab', @@server_id)"
+	if err := l.Nodes[standby].DB.Exec(ctx, "SET SESSION sql_log_bin=0", row); err != nil {
+		return nil, err
+	}
+	if err := l.Nodes[writer].DB.Exec(ctx, row); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		if err := l.Nodes[standby].DB.Exec(ctx, "SET SESSION sql_log_bin=0", "DELETE FROM vgtest.lab_writes WHERE k = '"+key+"'", "START SLAVE"); err != nil {
+			return err
+		}
+		l.StopKeepalived(standby)
+		return l.StartKeepalived(standby)
+	}, nil
+}
+
 // SetReplicationDelay makes a node apply its source's events delay late
 // (MASTER_DELAY); 0 removes the delay.
 func (l *Lab) SetReplicationDelay(ctx context.Context, name string, delay time.Duration) error {

@@ -48,6 +48,9 @@ type Options struct {
 	// Replica adds the read replica (AddReplica): db3 replicating from the
 	// VIP by GTID, agentcheck on it, in HAProxy's reader backend.
 	Replica bool
+	// FastVRRP runs keepalived from examples/keepalived/keepalived-fast.conf
+	// (VRRPv3, sub-second advert_int) instead of the conservative default.
+	FastVRRP bool
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
 }
@@ -352,7 +355,11 @@ func (l *Lab) writeNodeConfig(n *Node) error {
 	if err := l.WriteNodeTOML(n, DefaultNotifyPolicy); err != nil {
 		return err
 	}
-	ex, err := readExample(l.Root, "keepalived/keepalived.conf")
+	example := "keepalived/keepalived.conf"
+	if l.Opts.FastVRRP {
+		example = "keepalived/keepalived-fast.conf"
+	}
+	ex, err := readExample(l.Root, example)
 	if err != nil {
 		return err
 	}
@@ -361,7 +368,8 @@ func (l *Lab) writeNodeConfig(n *Node) error {
 	// today, writing the outcome file agentcheck needs to call a
 	// writable node the writer.
 	p := KeepalivedParams{Self: n.Name, Peer: n.Peer, Interface: l.Net.IfName(n.Name),
-		Mysqlcheck: filepath.Join(l.Bin, "mysqlcheck"), Config: n.Config, Notify: filepath.Join(n.Dir, "notify")}
+		Mysqlcheck: filepath.Join(l.Bin, "mysqlcheck"), Config: n.Config, Notify: filepath.Join(n.Dir, "notify"),
+		TrackFile: filepath.Join(n.StateDir, "mysql.track")}
 	if l.Opts.StandIn {
 		p.NotifyLine = fmt.Sprintf(`notify "%s %s %s %s"`, filepath.Join(l.Bin, "naive-notify"), n.DB.Socket, n.NotifyLog, n.StateDir)
 	} else {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/lab/loadev"
 )
 
@@ -192,8 +193,12 @@ func TestMaintenanceSwitchover(t *testing.T) {
 	}
 }
 
-// Scenario 4: replica SQL thread stopped on the standby → unfit, with the
-// reason; keepalived puts it in FAULT; restarting the thread mends it.
+// Scenario 4: replica SQL thread stopped on the standby. The fast path
+// makes it unfit at once; keepalived puts it in FAULT; notify's fence
+// restarts the thread (a node that looks healthy while not replicating is
+// what vipguard exists to prevent) and it comes back as a standby by
+// itself, the VIP never moving. An applier error restarting cannot mend
+// keeps it unfit, with the reason, until a DBA mends it.
 func TestStandbySQLThreadStopped(t *testing.T) {
 	l := needLab(t)
 	ctx := testCtx(t)
@@ -208,31 +213,51 @@ func TestStandbySQLThreadStopped(t *testing.T) {
 	if c := l.Mysqlcheck(ctx, standby); !c.Fit() {
 		t.Fatalf("standby %s unfit before the fault: %s", standby, c)
 	}
+	stopped := time.Now()
 	if err := l.StopReplicaThread(ctx, standby, "SQL_THREAD"); err != nil {
 		t.Fatal(err)
 	}
-	// agentcheck answers "reader" down: HAProxy takes the standby out of
-	// the reader backend (agentcheck poll + agent-inter, plus margin).
+	// notify's FAULT fence restarts the thread: it runs again, and the
+	// last transition recorded is a FAULT (or the BACKUP after it) newer
+	// than the stop.
+	var healed time.Duration
+	for deadline := time.Now().Add(15 * time.Second); healed == 0; {
+		st, err := l.ReplicationStatus(ctx, standby)
+		o, _ := state.Dir(l.Nodes[standby].StateDir).Outcome()
+		if err == nil && st["Slave_SQL_Running"] == "Yes" && o != nil && o.At.After(stopped) && !o.Unfit {
+			healed = time.Since(stopped)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("standby %s: SQL thread not restarted by notify within 15s (SQL=%s, outcome %+v)\n%s", standby, st["Slave_SQL_Running"], o, l.Diagnostics())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.Nodes[standby].Dir, "keepalived.log")); err != nil || !strings.Contains(string(b), "Entering FAULT STATE") {
+		t.Errorf("standby %s never went FAULT with its SQL thread stopped (%v)", standby, err)
+	}
+	if err := l.WaitStable(ctx, 30*time.Second); err != nil {
+		t.Fatalf("after the restart: %v\n%s", err, l.Diagnostics())
+	}
+	if now, _ := l.Holder(ctx); now != h {
+		t.Errorf("VIP moved from %s to %q when the standby's replication stopped", h, now)
+	}
+	record(t, fmt.Sprintf("%-16s standby %s: SQL thread stopped, FAULT, restarted by notify and fit again after %.2fs",
+		"sql-thread-stop", standby, healed.Seconds()))
+
+	// An applier error: unfit with the reason, HAProxy takes it out of the
+	// reader backend, and mended it comes back.
+	mend, err := l.BreakReplication(ctx, standby, h)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, outTook, err := l.WaitHAProxy(ctx, "mysql_reader/"+standby, func(s ServerStat) bool { return IsDown(s.Status) },
 		AgentInterval+agentInter+2*time.Second)
 	if err != nil {
-		st, _ := l.ReplicationStatus(ctx, standby)
-		t.Errorf("standby with SQL thread stopped: %v (replication now IO=%s SQL=%s)\n%s", err,
-			st["Slave_IO_Running"], st["Slave_SQL_Running"], l.Diagnostics())
+		t.Errorf("standby with its applier failed: %v\n%s", err, l.Diagnostics())
 	}
-	c := l.Mysqlcheck(ctx, standby)
-	if c.Exit != 1 || !strings.Contains(c.Line, "SQL thread is stopped") {
-		t.Errorf("standby with SQL thread stopped: mysqlcheck %s, want exit 1 naming the SQL thread", c)
-	}
-	record(t, fmt.Sprintf("%-16s standby %s: mysqlcheck %s", "sql-thread-stop", standby, c))
-	// keepalived takes the same verdict: the standby goes to FAULT and the
-	// VIP stays put.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && l.KeepalivedState(standby) != "FAULT" {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if s := l.KeepalivedState(standby); s != "FAULT" {
-		t.Errorf("standby keepalived state %s, want FAULT", s)
+	if c := l.Mysqlcheck(ctx, standby); c.Exit != 1 || !strings.Contains(c.Line, "1062") {
+		t.Errorf("standby with its applier failed: mysqlcheck %s, want exit 1 naming error 1062", c)
 	}
 	if now, _ := l.Holder(ctx); now != h {
 		t.Errorf("VIP moved from %s to %q when the standby's replication broke", h, now)
@@ -240,24 +265,21 @@ func TestStandbySQLThreadStopped(t *testing.T) {
 	if st, _ := l.HAProxyServers(); st["mysql_writer/"+h] != "UP" {
 		t.Errorf("writer %s is %q in HAProxy when the standby's replication broke", h, st["mysql_writer/"+h])
 	}
-	// Mended, it returns to the reader backend by itself.
-	if err := l.Nodes[standby].DB.Exec(ctx, "START SLAVE SQL_THREAD"); err != nil {
+	if err := mend(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_, backTook, err := l.WaitHAProxy(ctx, "mysql_reader/"+standby, func(s ServerStat) bool { return s.Status == "UP" },
-		AgentInterval+3*agentInter+2*time.Second)
+		AgentInterval+3*agentInter+10*time.Second)
 	if err != nil {
-		t.Errorf("standby with SQL thread restarted: %v", err)
+		t.Errorf("standby with its applier mended: %v", err)
 	}
-	record(t, fmt.Sprintf("%-16s standby %s: out of HAProxy's reader backend %.2fs after STOP SLAVE SQL_THREAD (agent %q), back %.2fs after START",
-		"agent-sql-stop", standby, outTook.Seconds(), out.Agent, backTook.Seconds()))
+	record(t, fmt.Sprintf("%-16s standby %s: out of HAProxy's reader backend %.2fs after error 1062 (agent %q), back %.2fs after the mend",
+		"agent-sql-error", standby, outTook.Seconds(), out.Agent, backTook.Seconds()))
 	if err := l.Recover(ctx, 60*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}
 }
 
-// A lab left behind by a killed run (its owner pid is dead) is removed by
-// CleanStale; a live run's lab is not.
 func TestCleanStale(t *testing.T) {
 	if os.Getenv(EnvSwitch) != "1" {
 		t.Skipf("set %s=1 to run (needs root)", EnvSwitch)

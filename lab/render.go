@@ -17,6 +17,7 @@ const (
 	exampleNotify     = "/usr/libexec/vipguard/notify"
 	exampleNotifyLine = `notify "/usr/libexec/vipguard/notify -c /etc/vipguard/vipguard.toml"`
 	exampleStatsSock  = "/run/haproxy/admin.sock"
+	exampleTrackFile  = `file "/var/lib/vipguard/mysql.track"`
 )
 
 // KeepalivedParams are what differs between the example and a lab node.
@@ -29,6 +30,10 @@ type KeepalivedParams struct {
 	// NotifyLine, when set, replaces the example's whole notify line (the
 	// lab's stand-in notify, which takes other arguments).
 	NotifyLine string
+	// TrackFile is the node's agentcheck track file ([agent] track_file:
+	// mysql.track in its state_dir). Never the host's own path: two lab
+	// nodes watching one file would fail together.
+	TrackFile string
 }
 
 // RenderKeepalived turns the example keepalived.conf into one node's file.
@@ -61,6 +66,7 @@ func RenderKeepalived(example []byte, p KeepalivedParams) ([]byte, error) {
 		need(exampleNotify+" ", p.Notify+" ")
 	}
 	need(exampleConfig, p.Config)
+	need(exampleTrackFile, fmt.Sprintf("file %q", p.TrackFile))
 	if err != nil {
 		return nil, err
 	}

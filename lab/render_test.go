@@ -23,7 +23,7 @@ func TestRenderKeepalived(t *testing.T) {
 	ex := examples(t, "keepalived/keepalived.conf")
 	p := KeepalivedParams{Self: "db2", Peer: "db1", Interface: "vg0001-db2",
 		Mysqlcheck: "/run/vglab/vg0001/bin/mysqlcheck", Config: "/run/vglab/vg0001/db2/vipguard.toml",
-		Notify: "/run/vglab/vg0001/db2/notify"}
+		Notify: "/run/vglab/vg0001/db2/notify", TrackFile: "/run/vglab/vg0001/db2/state/mysql.track"}
 	got, err := RenderKeepalived(ex, p)
 	if err != nil {
 		t.Fatal(err)
@@ -34,13 +34,14 @@ func TestRenderKeepalived(t *testing.T) {
 		"interface vg0001-db2\n", "192.0.2.100/24 dev vg0001-db2\n",
 		`script "/run/vglab/vg0001/bin/mysqlcheck -c /run/vglab/vg0001/db2/vipguard.toml"`,
 		"\n    notify \"/run/vglab/vg0001/db2/notify -c /run/vglab/vg0001/db2/vipguard.toml\"\n",
+		`file "/run/vglab/vg0001/db2/state/mysql.track"`,
 		"enable_script_security", "script_user root", "init_fail", "nopreempt", "weight 0", "advert_int 1", "interval 1",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("rendered keepalived.conf lacks %q", want)
 		}
 	}
-	for _, gone := range []string{exampleMysqlcheck, exampleNotify, "/etc/vipguard", "eth0", "192.0.2.11\n    unicast_peer"} {
+	for _, gone := range []string{exampleMysqlcheck, exampleNotify, "/etc/vipguard", "/var/lib/vipguard", "eth0", "192.0.2.11\n    unicast_peer"} {
 		if strings.Contains(s, gone) {
 			t.Errorf("rendered keepalived.conf still contains %q", gone)
 		}
@@ -57,8 +58,13 @@ func TestRenderKeepalived(t *testing.T) {
 			changed++
 		}
 	}
-	if changed != 6 { // src, peer, interface, dev, script, notify
-		t.Errorf("%d lines changed, want 6", changed)
+	if changed != 7 { // src, peer, interface, dev, script, notify, track file
+		t.Errorf("%d lines changed, want 7", changed)
+	}
+	// The fast-VRRP variant renders the same way.
+	fast, err := RenderKeepalived(examples(t, "keepalived/keepalived-fast.conf"), p)
+	if err != nil || !strings.Contains(string(fast), `file "/run/vglab/vg0001/db2/state/mysql.track"`) || !strings.Contains(string(fast), "vrrp_version 3") {
+		t.Errorf("fast variant: %v\n%s", err, fast)
 	}
 
 	// The stand-in replaces the whole notify line.

@@ -44,6 +44,7 @@ type common struct {
 	StandIn  bool `name:"stand-in" help:"Run the lab's stand-in notify (only toggles read_only: today's reality) from keepalived instead of cmd/notify."`
 	SemiSync bool `name:"semi-sync" help:"Start db1 and db2 with MariaDB's semi-synchronous replication enabled both ways."`
 	Replica  bool `help:"Add the read replica db3, replicating from the VIP by GTID, in HAProxy's reader backend."`
+	FastVRRP bool `name:"fast-vrrp" help:"Run keepalived from examples/keepalived/keepalived-fast.conf (VRRPv3, sub-second advert_int)."`
 }
 
 type demoCmd struct {
@@ -99,7 +100,7 @@ func startLab(ctx context.Context, o common, w io.Writer, t0 time.Time) (*lab.La
 		fmt.Fprintf(w, "[%6.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, a...))
 	}
 	logf("starting the lab (build, namespaces, mariadb pair, keepalived, haproxy)")
-	l, err := lab.Start(ctx, lab.Options{StandIn: o.StandIn, SemiSync: o.SemiSync, Replica: o.Replica, Logf: logf})
+	l, err := lab.Start(ctx, lab.Options{StandIn: o.StandIn, SemiSync: o.SemiSync, Replica: o.Replica, FastVRRP: o.FastVRRP, Logf: logf})
 	if err != nil {
 		return nil, nil, err
 	}
