@@ -299,6 +299,14 @@ type Notify struct {
 	// StopTimeout bounds the whole STOP fence: keepalived SIGKILLs notify
 	// about 1 s after its shutdown begins. Default 800ms.
 	StopTimeout Duration `toml:"stop_timeout"`
+	// PeerConnectTimeout bounds reaching the peer's server during a
+	// promotion: TCP connect and its greeting. A frozen mysqld accepts
+	// connections (the kernel does) but never greets; past this bound the
+	// peer counts as unreachable (the witness rule applies) instead of
+	// holding the promotion for the whole peer_timeout. A live server
+	// greets within about 40 ms even with every core saturated (p99 of
+	// BenchmarkPeerGreetingSaturated; worst seen 116 ms). Default 500ms.
+	PeerConnectTimeout Duration `toml:"peer_connect_timeout"`
 	// PeerTimeout bounds reaching and fencing the peer during promotion.
 	// Default 3s.
 	PeerTimeout Duration `toml:"peer_timeout"`
@@ -622,6 +630,10 @@ func (c *Config) Validate() error {
 	positive("notify.fence_timeout", n.FenceTimeout)
 	positive("notify.stop_timeout", n.StopTimeout)
 	positive("notify.peer_timeout", n.PeerTimeout)
+	positive("notify.peer_connect_timeout", n.PeerConnectTimeout)
+	if n.PeerConnectTimeout.Duration > n.PeerTimeout.Duration {
+		bad("notify.peer_connect_timeout %q must not be longer than notify.peer_timeout %q", n.PeerConnectTimeout.String(), n.PeerTimeout.String())
+	}
 	positive("notify.stable_window", n.StableWindow)
 	positive("notify.replication_timeout", n.ReplicationTimeout)
 	if n.StableWindow.Duration >= n.FenceTimeout.Duration {

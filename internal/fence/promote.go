@@ -331,6 +331,10 @@ func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached, a
 		return nil, false, false, err
 	}
 	defer db.Close()
+	if err := e.greetPeer(pctx, db); err != nil {
+		done(err)
+		return nil, false, false, err
+	}
 	rep, err := e.fenceServer(pctx, db, "peer")
 	for probe.ConnectionLost(err) && pctx.Err() == nil {
 		e.Log.Info("peer fence connection lost; again", "err", err)
@@ -341,6 +345,30 @@ func (e *Engine) fencePeer(ctx context.Context) (pos *probe.Position, reached, a
 		return nil, rep.Version.Flavor != 0, false, err
 	}
 	return &rep.Position, true, rep.Acking, nil
+}
+
+// errPeerSilent says the peer's server took the connection but did not
+// greet within notify.peer_connect_timeout: a frozen mysqld (the kernel
+// accepts for it) or a dead host behind a slow network.
+var errPeerSilent = errors.New("peer's server did not greet")
+
+// greetPeer opens one connection to the peer within
+// notify.peer_connect_timeout and leaves it idle in the pool for the fence.
+// A live server greets within milliseconds even on a saturated host
+// (BenchmarkPeerGreetingSaturated); one that does not would hold the
+// promotion for the whole peer_timeout before counting as unreachable.
+func (e *Engine) greetPeer(ctx context.Context, db *sql.DB) error {
+	bound := e.Cfg.Notify.PeerConnectTimeout.Duration
+	gctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	c, err := db.Conn(gctx)
+	if err != nil {
+		if gctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("%w within notify.peer_connect_timeout %s: %v", errPeerSilent, bound, err)
+		}
+		return fmt.Errorf("connecting to peer: %w", err)
+	}
+	return c.Close()
 }
 
 // gate waits, within notify.promotion_timeout, until this node has applied

@@ -255,3 +255,42 @@ func TestPromoteRefusedWhenCutOffFromLearnedProxies(t *testing.T) {
 		t.Fatalf("outcome %+v", o)
 	}
 }
+
+// A frozen peer (SIGSTOP: the kernel accepts its connections, mysqld never
+// greets) counts as unreachable after notify.peer_connect_timeout, not
+// after the whole peer_timeout: with peer_timeout far longer than the
+// event may take, the promotion still completes.
+func TestRealFrozenPeerIsUnreachable(t *testing.T) {
+	a, b := pair(t, mariadbtest.PairOptions{})
+	if err := a.s.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.s.Thaw() })
+	db, err := open(b.eng.peerTarget())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := b.eng.greetPeer(context.Background(), db); !errors.Is(err, errPeerSilent) {
+		t.Fatalf("greeting a frozen peer: %v, want errPeerSilent", err)
+	}
+
+	b.cfg.Notify.PeerTimeout.Duration = time.Minute
+	b.cfg.Check.Witnesses = []string{nettest.Refusing(t)} // the peer is the one gone
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := b.event(ctx, "MASTER"); err != nil {
+		t.Fatalf("promotion with a frozen peer: %v", err)
+	}
+	if o := b.outcome(t); !o.Promoted() || b.readOnly(t) {
+		t.Fatalf("outcome %+v", o)
+	}
+
+	// Thawed, it greets again: a live server is never taken for silent.
+	if err := a.s.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.eng.greetPeer(context.Background(), db); err != nil {
+		t.Fatalf("greeting the thawed peer: %v", err)
+	}
+}
