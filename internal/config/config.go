@@ -304,8 +304,10 @@ type Notify struct {
 	// connections (the kernel does) but never greets; past this bound the
 	// peer counts as unreachable (the witness rule applies) instead of
 	// holding the promotion for the whole peer_timeout. A live server
-	// greets within about 40 ms even with every core saturated (p99 of
-	// BenchmarkPeerGreetingSaturated; worst seen 116 ms). Default 500ms.
+	// greets, logs in and answers within 32 ms at worst with every core
+	// saturated twice over (BenchmarkPeerGreetingSaturated: p50 about
+	// 1 ms, p99 16 ms; 116 ms at worst with six spinners per core).
+	// Default 500ms.
 	PeerConnectTimeout Duration `toml:"peer_connect_timeout"`
 	// PeerTimeout bounds reaching and fencing the peer during promotion.
 	// Default 3s.

@@ -60,12 +60,16 @@ func (s *spareSet) snapshot() map[uint64]bool {
 // present when it took effect is gone, and the server's own position has
 // not moved over the stable window. ctx bounds all of it.
 func (e *Engine) fenceServer(ctx context.Context, db *sql.DB, where string) (fenceReport, error) {
+	asked := time.Now()
 	killConn, err := db.Conn(ctx)
 	if err != nil {
 		return fenceReport{}, fmt.Errorf("connecting to %s: %w", where, err)
 	}
 	defer killConn.Close()
 	f := &serverFence{e: e, db: db, where: where, spare: &spareSet{ids: map[uint64]bool{}}}
+	if time.Since(asked) > hungGreeting {
+		f.firstShot(ctx, killConn)
+	}
 	err = f.run(ctx, killConn)
 	return f.rep, err
 }
@@ -124,6 +128,25 @@ func (f *serverFence) run(ctx context.Context, killConn *sql.Conn) error {
 		f.e.Log.Warn("read_only found off after the kills; fencing again", "server", f.where, "attempt", attempt)
 	}
 	return f.waitStable(ctx)
+}
+
+// firstShot is read_only=ON before anything else, on a server that took
+// long to greet: one that was frozen (SIGSTOP, swapping) answers the
+// moment it runs again, with client writes queued beside this connection,
+// and the reads the fence needs first (version, ids, threads) would leave
+// them a few round trips. Under lock_wait_timeout=1 it cannot hang behind
+// a write: the server gives up within a second and the verified fence with
+// its killer follows. Its result does not matter: read_only=ON is always
+// safe here.
+func (f *serverFence) firstShot(ctx context.Context, c *sql.Conn) {
+	if f.e.DryRun {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, firstShotBound)
+	defer cancel()
+	if _, err := c.ExecContext(sctx, "SET SESSION lock_wait_timeout = 1"); err == nil {
+		_, _ = c.ExecContext(sctx, "SET GLOBAL read_only = ON")
+	}
 }
 
 // standbySemiSync turns the source side of semi-sync off before the
@@ -486,6 +509,35 @@ func hung(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// awaitGreeting returns once the local server greets a new connection,
+// or ctx ends. A hung (frozen) server greets the moment it runs again; one
+// attempt stays pending all along (its socket deadline is as long as the
+// retry), so the fence that follows starts right then, not after the next
+// retry's sleep while the thawed server already takes client writes.
+func (e *Engine) awaitGreeting(ctx context.Context) error {
+	t := e.localTarget()
+	t.QueryTimeout = fenceRetryFor
+	db, err := probe.Open(t)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for {
+		c, err := db.Conn(ctx)
+		if err == nil {
+			return c.Close()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // fenceWhenBack retries the local fence until it succeeds, this run is
 // superseded, or fenceRetryFor passes.
 func (e *Engine) fenceWhenBack(parent context.Context, gen uint64, db *sql.DB) (fenceReport, error) {
@@ -495,6 +547,10 @@ func (e *Engine) fenceWhenBack(parent context.Context, gen uint64, db *sql.DB) (
 	defer unwatch()
 	done := e.step("fence.local.retry", "for", fenceRetryFor)
 	for attempt := 1; ; attempt++ {
+		if err := e.awaitGreeting(ctx); err != nil {
+			done(err, "attempts", attempt)
+			return fenceReport{}, err
+		}
 		actx, acancel := context.WithTimeout(ctx, e.Cfg.Notify.FenceTimeout.Duration)
 		rep, err := e.fenceServer(actx, db, "local")
 		acancel()

@@ -56,6 +56,13 @@ const (
 	// fenceRetryFor bounds how long a fence keeps trying a server that
 	// does not answer (frozen); a newer event ends it sooner.
 	fenceRetryFor = 10 * time.Minute
+	// hungGreeting is how long a server may take to greet the fence's
+	// first connection before it counts as one that was hung, and gets
+	// read_only=ON before anything else (firstShot).
+	hungGreeting = 500 * time.Millisecond
+	// firstShotBound bounds that first, unverified read_only=ON: longer
+	// than the 1 s lock_wait_timeout it runs under, so the server answers.
+	firstShotBound = 1500 * time.Millisecond
 	// killPoll is how often the killer re-reads the processlist while
 	// read_only waits: a write that starts meanwhile is ended within it.
 	killPoll = 10 * time.Millisecond
