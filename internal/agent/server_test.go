@@ -415,3 +415,25 @@ func TestBadInput(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A promotion is answered at once: notify opens writes, then records the
+// outcome; the new outcome brings the next poll forward, so the writer
+// check says up long before the next interval (10 s here).
+func TestPromotionPollsAtOnce(t *testing.T) {
+	s := mariadbtest.Start(t, mariadbtest.Options{ReadOnly: true})
+	cfg := socketConfig(t, s, "interval = \"10s\"\nstale_after = \"30s\"")
+	dir := state.Dir(cfg.StateDir)
+	if err := dir.WriteOutcome(state.Outcome{Event: "BACKUP", Phase: "done", Role: "standby"}); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startServer(t, cfg)
+	if r := ask(t, addr, "writer\n"); head(r) != "down" || !strings.Contains(r, "read_only=ON") {
+		t.Fatalf("standby: %q", r)
+	}
+	// What notify's promotion does, in its order.
+	mustExec(t, s, "SET GLOBAL read_only=0")
+	if err := dir.WriteOutcome(state.Outcome{Event: "MASTER", Phase: "done", Role: "writer"}); err != nil {
+		t.Fatal(err)
+	}
+	waitReply(t, addr, "writer\n", "up 100%", 3*time.Second)
+}

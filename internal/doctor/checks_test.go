@@ -277,7 +277,7 @@ func TestCheckHAProxy(t *testing.T) {
 			t.Errorf("example: %s", r)
 		}
 	}
-	writerDB1 := `server db1 192.0.2.11:3306 check inter 1s fall 2 rise 1 agent-check agent-port 9201 agent-inter 1s agent-send "writer\n" on-marked-down shutdown-sessions`
+	writerDB1 := `server db1 192.0.2.11:3306 check inter 1s fall 2 rise 1 agent-check agent-port 9201 agent-inter 200ms agent-send "writer\n" on-marked-down shutdown-sessions`
 	if !strings.Contains(string(example), writerDB1) {
 		t.Fatal("example changed: update the test")
 	}
