@@ -73,7 +73,27 @@ func TestReplicaFollowsTwoFailovers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// 1: kill -9 of the writer's mysqld; back as a standby afterwards.
+	// 1: kill -9 of the writer's mysqld; back as a standby afterwards. The
+	// kill lands between writes: killed mid-stream, a writer can have sent
+	// its last transaction to the replica and not yet to the standby
+	// (asynchronous replication promises nothing), and a replica ahead of
+	// the new writer cannot follow it (error 1236, which its agentcheck
+	// reports; docs/read-replicas.md). That race is not this test's
+	// subject; following the VIP is. The writes resume at once.
+	lr0, err := ld.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := lr0.Acked
+	if err := l.Sync(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Nodes[ReplicaHost].DB.SyncWith(ctx, l.Nodes[first].DB, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ld, err = l.StartLoad(ctx, LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	t0 := time.Now()
 	l.KillMySQL(first)
 	if err := l.WaitHolder(ctx, second, 30*time.Second); err != nil {
@@ -127,6 +147,7 @@ func TestReplicaFollowsTwoFailovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lr.Acked = append(acked, lr.Acked...)
 	if n := len(rep.BothWritable); n > 0 {
 		t.Errorf("both nodes writable in %d of %d samples", n, rep.Samples)
 	}
