@@ -34,21 +34,7 @@ func TestOwnWrite(t *testing.T) {
 func TestRealOwnWritesBetween(t *testing.T) {
 	a, b := mariadbtest.Pair(t, mariadbtest.PairOptions{})
 	ctx := context.Background()
-	db, err := b.RootDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	v, id, err := (&Prober{Q: conn, QueryTimeout: time.Second}).Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm := &Admin{Q: conn, V: v, QueryTimeout: 2 * time.Second}
+	adm, id := rootAdmin(t, b)
 	pos := func() BinlogPos {
 		t.Helper()
 		p, err := adm.Position(ctx)
@@ -81,7 +67,7 @@ func TestRealOwnWritesBetween(t *testing.T) {
 	if own, err := adm.OwnWritesBetween(ctx, id, p1, p2); err != nil || own {
 		t.Fatalf("peer's transactions read as own writes: %v %v", own, err)
 	}
-	if _, err := conn.ExecContext(ctx, "FLUSH BINARY LOGS"); err != nil {
+	if _, err := adm.Q.ExecContext(ctx, "FLUSH BINARY LOGS"); err != nil {
 		t.Fatal(err)
 	}
 	peerWrites(3)
@@ -93,7 +79,7 @@ func TestRealOwnWritesBetween(t *testing.T) {
 		t.Fatalf("across a rotation: %v %v", own, err)
 	}
 	// A write of its own (root passes read_only on MariaDB).
-	if _, err := conn.ExecContext(ctx, "INSERT INTO vgtest.t VALUES ()"); err != nil {
+	if _, err := adm.Q.ExecContext(ctx, "INSERT INTO vgtest.t VALUES ()"); err != nil {
 		t.Fatal(err)
 	}
 	peerWrites(2)
@@ -104,4 +90,26 @@ func TestRealOwnWritesBetween(t *testing.T) {
 	if own, err := adm.OwnWritesBetween(ctx, id, p4, p4); err != nil || own {
 		t.Fatalf("empty range: %v %v", own, err)
 	}
+}
+
+// rootAdmin is an Admin on one root connection to s, closed with the test,
+// and the server's id.
+func rootAdmin(t *testing.T, s *mariadbtest.Server) (*Admin, uint32) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := s.RootDB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	v, id, err := (&Prober{Q: conn, QueryTimeout: time.Second}).Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Admin{Q: conn, V: v, QueryTimeout: 2 * time.Second}, id
 }

@@ -146,21 +146,7 @@ func TestRealSemiSync(t *testing.T) {
 		t.Fatalf("after an acknowledged commit: %+v", s)
 	}
 
-	db, err := a.RootDB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	v, _, err := (&Prober{Q: conn, QueryTimeout: time.Second}).Version(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm := &Admin{Q: conn, V: v, QueryTimeout: 2 * time.Second}
+	adm, _ := rootAdmin(t, a)
 
 	// The role-conditioned switch does nothing against the role.
 	if err := adm.SetSemiSyncSourceByRole(ctx, sa, false); err != nil {

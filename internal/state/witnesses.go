@@ -11,8 +11,11 @@ import (
 const witnessesFile = "witnesses.json"
 
 // LearnedWitnesses returns the saved list, nil when there is none yet.
-func (d Dir) LearnedWitnesses() ([]byte, error) {
-	b, err := readSmall(filepath.Join(string(d), witnessesFile))
+func (d Dir) LearnedWitnesses() ([]byte, error) { return d.readOptional(witnessesFile) }
+
+// readOptional reads a state file that may not exist yet (nil then).
+func (d Dir) readOptional(name string) ([]byte, error) {
+	b, err := readSmall(filepath.Join(string(d), name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -27,13 +30,7 @@ func (d Dir) WriteLearnedWitnesses(data []byte) error { return d.writeAtomic(wit
 const peerSemiSyncFile = "peer-semisync.json"
 
 // PeerSemiSync returns the saved sighting, nil when there is none.
-func (d Dir) PeerSemiSync() ([]byte, error) {
-	b, err := readSmall(filepath.Join(string(d), peerSemiSyncFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return b, err
-}
+func (d Dir) PeerSemiSync() ([]byte, error) { return d.readOptional(peerSemiSyncFile) }
 
 // WritePeerSemiSync replaces the saved sighting.
 func (d Dir) WritePeerSemiSync(data []byte) error { return d.writeAtomic(peerSemiSyncFile, data) }
