@@ -359,8 +359,12 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 		}
 		rows = append(rows, more...)
 	}
-	fmt.Fprintf(w, "\nWrite-unavailability window per fault over %d run(s), %d writers per path (keepalived advert_int 1,\n"+
-		"vrrp_script interval 1 fall 2 rise 2; notify: %s). Figures, not assertions.\n\n", c.Runs, c.Writers,
+	vrrp := "keepalived.conf: advert_int 1"
+	if c.FastVRRP {
+		vrrp = "keepalived-fast.conf: VRRPv3, advert_int 0.25"
+	}
+	fmt.Fprintf(w, "\nWrite-unavailability window per fault over %d run(s), %d writers per path (%s, track file,\n"+
+		"vrrp_script interval 1 fall 2 rise 2; notify: %s). Figures, not assertions.\n\n", c.Runs, c.Writers, vrrp,
 		map[bool]string{true: "lab stand-in toggling read_only", false: "cmd/notify"}[c.StandIn])
 	fmt.Fprintf(w, "%-28s %17s %9s %9s %10s %14s %10s %7s\n", "fault", "window med/worst", "via VIP", "via proxy", "VIP moved",
 		"both writable", "(recovery)", "failed")
