@@ -36,11 +36,20 @@ const (
 	// PollNoAnswer: no answer within the deadline, or any other failure:
 	// mysqld may be frozen, or only slow for a moment.
 	PollNoAnswer
+	// PollIsolated: a writer that no witness answered: cut off, or a
+	// packet lost on the way to the witness.
+	PollIsolated
 )
 
 func (k PollKind) String() string {
-	return [...]string{"fit", "unfit", "dead", "no answer"}[k]
+	return [...]string{"fit", "unfit", "dead", "no answer", "isolated"}[k]
 }
+
+// isolatedFall is how many polls in a row a writer must find no witness
+// before it steps down: one lost SYN must not move the VIP, and two polls
+// (about 0.5–1 s with the witness deadline) still come before the peer
+// takes over a holder it stopped hearing (3 adverts) and opens writes.
+const isolatedFall = 2
 
 // Poll is one poll's result.
 type Poll struct {
@@ -70,8 +79,8 @@ type TrackState struct {
 	Unfit  bool
 	Reason string
 	// Fails counts polls in a row without an answer, Fits fit polls in
-	// a row.
-	Fails, Fits int
+	// a row, Isolations polls in a row that found no witness.
+	Fails, Fits, Isolations int
 }
 
 // NextTrack folds one poll into the state. The rules:
@@ -79,12 +88,23 @@ type TrackState struct {
 //     mysqld not running: 1 at once;
 //   - no answer: 1 once Fall polls in a row had none; until then the
 //     value stays what it was (a single slow poll never flips it);
+//   - a writer no witness answered: 1 after isolatedFall polls in a row;
 //   - fit: 0 at once when nothing was decided yet (agentcheck just
 //     started), else after Rise fit polls in a row.
 func NextTrack(s TrackState, p Poll, r TrackRule) TrackState {
+	if p.Kind != PollIsolated {
+		s.Isolations = 0
+	}
 	switch p.Kind {
 	case PollUnfit, PollDead:
 		return TrackState{Known: true, Unfit: true, Reason: p.Reason}
+	case PollIsolated:
+		s.Isolations++
+		s.Fails, s.Fits = 0, 0
+		if s.Isolations >= isolatedFall {
+			s.Known, s.Unfit, s.Reason = true, true, p.Reason
+		}
+		return s
 	case PollNoAnswer:
 		s.Fails++
 		s.Fits = 0
@@ -177,8 +197,9 @@ func (t *Tracker) Run(ctx context.Context) {
 }
 
 // poll reads the server once under agent.track_timeout and judges it as
-// mysqlcheck would, minus the witnesses: asking them five times a second
-// would be noise on the proxies, and mysqlcheck asks them every run.
+// mysqlcheck would. The witnesses are asked only on a writer (one refused
+// connection per witness and poll): a standby cut off is no second writer,
+// and its promotion asks them anyway.
 func (t *Tracker) poll(ctx context.Context, cfg *config.Config) Poll {
 	timeout := cfg.Agent.TrackTimeout.Duration
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -188,8 +209,16 @@ func (t *Tracker) poll(ctx context.Context, cfg *config.Config) Poll {
 	files := t.Files()
 	in.Maintenance, _ = files.Maintenance()
 	in.Outcome, in.OutcomeErr = files.Outcome()
+	if in.SnapshotErr == nil && in.Snapshot.Writable() {
+		// Only a writer: cut off with its link up it would keep the VIP
+		// and its writes while the peer takes over. Asked after the
+		// server's read, under the witnesses' own deadline.
+		in.Witness = check.AskWitnesses(context.WithoutCancel(ctx), cfg)
+	}
 	v := check.Evaluate(cfg.Check, in)
 	switch {
+	case in.Witness.Isolated():
+		return Poll{Kind: PollIsolated, Reason: v.Reason}
 	case in.Maintenance.On, in.SnapshotErr == nil && !v.Fit:
 		return Poll{Kind: PollUnfit, Reason: v.Reason}
 	case in.SnapshotErr == nil:

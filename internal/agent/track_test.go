@@ -4,16 +4,20 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/check"
+	"github.com/vipguard/vipguard/internal/config"
+	"github.com/vipguard/vipguard/internal/state"
 	"github.com/vipguard/vipguard/testsupport/mariadbtest"
+	"github.com/vipguard/vipguard/testsupport/nettest"
 )
 
 // TestNextTrack runs each history of polls through NextTrack, one rule per
 // row. Polls: F fit, U unfit by the rules, D mysqld not running, N no
-// answer. Values after each poll: - nothing decided (file not written),
+// answer, I a writer no witness answered. Values after each poll: - nothing decided (file not written),
 // 0 fit, 1 unfit.
 func TestNextTrack(t *testing.T) {
 	rule := TrackRule{Fall: 3, Rise: 2}
@@ -36,13 +40,19 @@ func TestNextTrack(t *testing.T) {
 		{"recovery interrupted by a slow poll starts over", "FDFNFF", "011110"},
 		{"recovery after a freeze", "FNNNFF", "000110"},
 		{"a slow poll after a recovery counts from zero", "FNNNFFNNF", "000110000"},
+		{"a writer no witness answers, twice in a row: unfit", "FII", "001"},
+		{"one poll without a witness (a lost packet) moves nothing", "FIF", "000"},
+		{"isolations must be in a row", "FIFIFI", "000000"},
+		{"still unfit while cut off", "FIIII", "00111"},
+		{"back after Rise fit polls once the witnesses answer", "FIIFF", "00110"},
+		{"isolated from the start decides nothing until the second", "II", "-1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var s TrackState
 			var got []byte
 			for _, c := range tc.polls {
-				kind := map[rune]PollKind{'F': PollFit, 'U': PollUnfit, 'D': PollDead, 'N': PollNoAnswer}[c]
+				kind := map[rune]PollKind{'F': PollFit, 'U': PollUnfit, 'D': PollDead, 'N': PollNoAnswer, 'I': PollIsolated}[c]
 				s = NextTrack(s, Poll{Kind: kind, Reason: string(c)}, rule)
 				switch {
 				case !s.Known:
@@ -205,5 +215,57 @@ unresponsive_after = "1s"`)
 	_, f2 := readTrack(t, path)
 	if !f2.ModTime.After(f1.ModTime) {
 		t.Fatalf("file not refreshed: mtime %s then %s", f1.ModTime, f2.ModTime)
+	}
+}
+
+// TestTrackWriterCutOff: a writer whose witness stops answering (cut off
+// with its link up) steps down on the fast path after two polls, and back
+// when the witness answers again; a standby never asks.
+func TestTrackWriterCutOff(t *testing.T) {
+	s := mariadbtest.Start(t, mariadbtest.Options{ServerID: 42})
+	silent, _ := nettest.Silent(t)
+	refusing := nettest.Refusing(t)
+	cfg := socketConfig(t, s, `interval = "100ms"
+stale_after = "600ms"
+track_interval = "100ms"
+track_timeout = "80ms"`)
+	cfg.Check.Witnesses = []string{refusing}
+	cfg.Check.WitnessTimeout.Duration = 100 * time.Millisecond
+	noRepl := false // a lone server: the standby part must not be unfit for that
+	cfg.Check.RequireReplication = &noRepl
+	if err := state.Dir(cfg.StateDir).WriteOutcome(state.Outcome{Event: "MASTER", Phase: state.PhaseDone, Role: state.RoleWriter}); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, s, "SET GLOBAL read_only=0")
+	var cur atomic.Pointer[config.Config]
+	cur.Store(cfg)
+	srv := NewServer(cfg, discardLog())
+	srv.Tracker.Config = cur.Load
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Tracker.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	path := cfg.Agent.TrackFile
+
+	waitTrack(t, path, "0", 10*time.Second)
+	cut := *cfg
+	cut.Check.Witnesses = []string{silent}
+	cur.Store(&cut)
+	waitTrack(t, path, "1", 5*time.Second)
+	if _, f := readTrack(t, path); !strings.Contains(f.Reason, "isolated") {
+		t.Fatalf("reason %q", f.Reason)
+	}
+	cur.Store(cfg)
+	waitTrack(t, path, "0", 5*time.Second)
+
+	// A standby cut off is no second writer: it does not step down.
+	mustExec(t, s, "SET GLOBAL read_only=1")
+	if err := state.Dir(cfg.StateDir).WriteOutcome(state.Outcome{Event: "BACKUP", Phase: state.PhaseDone, Role: state.RoleStandby}); err != nil {
+		t.Fatal(err)
+	}
+	cur.Store(&cut)
+	time.Sleep(time.Second)
+	if v, f := readTrack(t, path); v != "0" {
+		t.Fatalf("a standby without a witness stepped down: %q %+v", v, f)
 	}
 }
