@@ -150,11 +150,13 @@ func fallenBack(t *testing.T) (a, b *node) {
 	t.Helper()
 	a, b = semiSyncPair(t)
 	ctx := context.Background()
-	if err := b.s.Exec(ctx, "SET GLOBAL rpl_semi_sync_slave_enabled=OFF", "STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD",
-		"SET GLOBAL rpl_semi_sync_slave_enabled=ON"); err != nil {
+	// Left off: the receiver reads the setting when it connects, which
+	// START SLAVE does not wait for.
+	if err := b.s.Exec(ctx, "SET GLOBAL rpl_semi_sync_slave_enabled=OFF", "STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"); err != nil {
 		t.Fatal(err)
 	}
 	replicating(t, b.s)
+	waitFor(t, 10*time.Second, "b connected without acknowledging", func() bool { ss, _ := semiSyncOf(t, a.s); return ss.Clients == 0 })
 	if err := a.s.Exec(ctx, "SET GLOBAL rpl_semi_sync_master_timeout=200"); err != nil {
 		t.Fatal(err)
 	}
