@@ -107,7 +107,7 @@ func Promise(pairUses bool, s *Sighting, now time.Time) (state.SemiSyncCase, str
 		return state.SemiSyncUnknown, fmt.Sprintf("the old writer was last seen read-only, %s ago", age.Round(time.Millisecond))
 	case !s.Enabled:
 		return state.SemiSyncFallenBack, fmt.Sprintf("the old writer did not wait for acknowledgements (source side off), seen %s ago", age.Round(time.Millisecond))
-	case !s.On || s.Clients == 0:
+	case !s.On || s.Clients < 1:
 		return state.SemiSyncFallenBack, fmt.Sprintf("the old writer had fallen back to asynchronous replication (%d fall-back(s), %d commits not acknowledged), seen %s ago",
 			s.FallBacks, s.Unacked, age.Round(time.Millisecond))
 	case !s.SelfAcking:

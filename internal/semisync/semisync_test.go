@@ -30,6 +30,7 @@ func TestPromise(t *testing.T) {
 		{"active seen, local side off", false, &active, state.SemiSyncKept, "seen 2s ago"},
 		{"fallen back", true, with(func(s *Sighting) { s.On, s.FallBacks, s.Unacked = false, 3, 17 }), state.SemiSyncFallenBack, "fallen back to asynchronous replication (3 fall-back(s), 17 commits"},
 		{"no client left", true, with(func(s *Sighting) { s.Clients = 0 }), state.SemiSyncFallenBack, "fallen back"},
+		{"a corrupt negative client count vouches for nothing", true, with(func(s *Sighting) { s.Clients = -1 }), state.SemiSyncFallenBack, "fallen back"},
 		{"source side off", true, with(func(s *Sighting) { s.Enabled = false }), state.SemiSyncFallenBack, "did not wait for acknowledgements"},
 		{"this node not acknowledging", true, with(func(s *Sighting) { s.SelfAcking = false }), state.SemiSyncFallenBack, "this node was not acknowledging"},
 		{"another replica may acknowledge", true, with(func(s *Sighting) { s.Clients = 2 }), state.SemiSyncFallenBack, "2 replicas acknowledged the old writer and it waited for 1"},

@@ -241,7 +241,11 @@ func readSmall(path string) ([]byte, error) {
 	return safefile.ReadRegular("state file", path, maxFileSize)
 }
 
-func (d Dir) writeAtomic(name string, data []byte) error {
+func (d Dir) writeAtomic(name string, data []byte) error { return d.writeFile(name, data, true) }
+
+// writeFile replaces name atomically (temporary file, rename); durable
+// also fsyncs the file and the directory.
+func (d Dir) writeFile(name string, data []byte, durable bool) error {
 	if err := os.MkdirAll(string(d), 0o755); err != nil {
 		return fmt.Errorf("creating state directory: %w", err)
 	}
@@ -258,15 +262,20 @@ func (d Dir) writeAtomic(name string, data []byte) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), filepath.Join(string(d), name)); err != nil {
 		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if !durable {
+		return nil
 	}
 	return syncDir(string(d))
 }

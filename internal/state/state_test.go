@@ -179,3 +179,32 @@ func TestOutcomeFileFormat(t *testing.T) {
 		}
 	}
 }
+
+// The semi-sync sighting can turn a refused promotion into an opened one:
+// one that others could have written is not believed.
+func TestPeerSemiSyncTrusted(t *testing.T) {
+	d := Dir(t.TempDir())
+	if b, err := d.PeerSemiSync(); b != nil || err != nil {
+		t.Fatalf("none yet: %q %v", b, err)
+	}
+	if err := d.WritePeerSemiSync([]byte(`{"at":"2026-12-02T10:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := d.PeerSemiSync(); err != nil || len(b) == 0 {
+		t.Fatalf("written: %q %v", b, err)
+	}
+	path := filepath.Join(string(d), peerSemiSyncFile)
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PeerSemiSync(); err == nil || !strings.Contains(err.Error(), "writable by its group or others") {
+		t.Fatalf("world-writable sighting: %v", err)
+	}
+	os.Remove(path)
+	if err := os.Symlink(filepath.Join(t.TempDir(), "x"), path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.PeerSemiSync(); err == nil {
+		t.Fatal("a symlinked sighting was read")
+	}
+}

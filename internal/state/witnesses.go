@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+
+	"github.com/vipguard/vipguard/internal/safefile"
 )
 
 // witnessesFile holds the witnesses agentcheck learned from the proxies
@@ -29,8 +31,18 @@ func (d Dir) WriteLearnedWitnesses(data []byte) error { return d.writeAtomic(wit
 // semi-sync state (see package semisync for its content).
 const peerSemiSyncFile = "peer-semisync.json"
 
-// PeerSemiSync returns the saved sighting, nil when there is none.
-func (d Dir) PeerSemiSync() ([]byte, error) { return d.readOptional(peerSemiSyncFile) }
+// PeerSemiSync returns the saved sighting, nil when there is none. It can
+// let a promotion open writes that would otherwise be refused, so it is
+// trusted only when owned by root (or the caller) and writable by no one
+// else.
+func (d Dir) PeerSemiSync() ([]byte, error) {
+	b, _, err := safefile.ReadTrusted("semi-sync sighting", filepath.Join(string(d), peerSemiSyncFile), maxFileSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
 
-// WritePeerSemiSync replaces the saved sighting.
-func (d Dir) WritePeerSemiSync(data []byte) error { return d.writeAtomic(peerSemiSyncFile, data) }
+// WritePeerSemiSync replaces the saved sighting, without fsync: it is
+// rewritten every poll, and one lost in a crash only reads as unknown.
+func (d Dir) WritePeerSemiSync(data []byte) error { return d.writeFile(peerSemiSyncFile, data, false) }
