@@ -139,7 +139,7 @@ func TestPromoteInterruptedStaysReadOnly(t *testing.T) {
 	go func() { res <- b.event(sctx, "MASTER") }()
 	waitFor(t, 10*time.Second, "the promotion to reach its gate", func() bool {
 		// The peer fence ran: a is read-only.
-		return a.readOnly(t)
+		return a.readOnlyPolled()
 	})
 	time.Sleep(300 * time.Millisecond)
 	cancel()

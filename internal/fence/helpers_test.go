@@ -76,6 +76,14 @@ func (n *node) readOnly(t testing.TB) bool {
 	return v == "1"
 }
 
+// readOnlyPolled is readOnly for polls that race a fence of this server: the
+// fence kills every client thread, the poll's own included, so an error
+// means "not yet" rather than a failed test.
+func (n *node) readOnlyPolled() bool {
+	v, err := n.s.Query(context.Background(), "SELECT @@global.read_only")
+	return err == nil && v == "1"
+}
+
 func (n *node) outcome(t testing.TB) *state.Outcome {
 	t.Helper()
 	o, err := n.dir().Outcome()
