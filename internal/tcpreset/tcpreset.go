@@ -236,8 +236,9 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 	}
 	// The segments are sent again for a while: the client's challenge ACK
 	// only turns into an RST once the new holder has the VIP, which keepalived
-	// gives it some time after the VIP left here (about 0.6 s after a
-	// priority-0 advert, longer after a failure). Clients answer an
+	// gives it some time after the VIP left here (the peer's skew after a
+	// priority-0 advert, 23 ms to 0.6 s by priority; seconds after a
+	// failure). Clients answer an
 	// out-of-window segment at most once per net.ipv4.tcp_invalid_ratelimit
 	// (500 ms): a shorter period would only be ignored.
 	end := time.Now().Add(resendFor)
