@@ -306,8 +306,10 @@ type Notify struct {
 	// holding the promotion for the whole peer_timeout. A live server
 	// greets, logs in and answers within 32 ms at worst with every core
 	// saturated twice over (BenchmarkPeerGreetingSaturated: p50 about
-	// 1 ms, p99 16 ms; 116 ms at worst with six spinners per core).
-	// Default 500ms.
+	// 1 ms, p99 16 ms; 116 ms at worst with six spinners per core), so
+	// the default is ten times the saturated worst and still above that
+	// extreme one; every millisecond of it is write downtime when the old
+	// writer froze. Default 300ms.
 	PeerConnectTimeout Duration `toml:"peer_connect_timeout"`
 	// PeerTimeout bounds reaching and fencing the peer during promotion.
 	// Default 3s.

@@ -15,7 +15,7 @@ func (n *Notify) applyDefaults() {
 		{&n.FenceTimeout, 5 * time.Second},
 		{&n.StopTimeout, 800 * time.Millisecond},
 		{&n.PeerTimeout, 3 * time.Second},
-		{&n.PeerConnectTimeout, 500 * time.Millisecond},
+		{&n.PeerConnectTimeout, 300 * time.Millisecond},
 		{&n.StableWindow, 200 * time.Millisecond},
 		{&n.ReplicationTimeout, 5 * time.Second},
 	} {

@@ -108,7 +108,7 @@ func TestRealGateMetWithPartialTransaction(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	met := false
 	for !met && time.Now().Before(deadline) {
-		met, why, err = n.eng.caughtUp(ctx, a, selfID, nil, 300*time.Millisecond)
+		met, why, err = n.eng.caughtUp(ctx, a, selfID, nil, 300*time.Millisecond, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

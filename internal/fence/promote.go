@@ -119,6 +119,11 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 	// must not stall on a dead peer while the gate waits for it.
 	pairUses := p.releaseSemiSync(a)
 
+	// The relay log as it stands before the peer fence: should the peer
+	// not answer, the gate compares against this reading instead of
+	// taking a first one and waiting a whole step after the fence.
+	early, _ := e.readRelay(ctx, a)
+
 	// 1. Fence the peer and take its final position.
 	peerPos, peerAcking, v := p.fencePeer()
 	if ctx.Err() != nil {
@@ -143,7 +148,7 @@ func (e *Engine) promoteOnce(parent context.Context, ev Event, gen uint64) error
 
 	// 2. Catch-up gate, and the policy on its verdict.
 	done := e.step("gate")
-	met, why, err := e.gate(ctx, a, selfID, peerPos)
+	met, why, err := e.gate(ctx, a, selfID, peerPos, early)
 	done(err, "met", met, "why", why)
 	if ctx.Err() != nil {
 		return p.end(ctx.Err())
@@ -376,7 +381,7 @@ func (e *Engine) greetPeer(ctx context.Context, db *sql.DB) error {
 // everything already received in the relay log. It never trusts a single
 // wait call: each step is short and the verdict is re-read each time, so a
 // wait that stalls short of its target costs one step.
-func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position) (bool, string, error) {
+func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position, early *relayReading) (bool, string, error) {
 	limit := e.Cfg.Notify.PromotionTimeout.Duration
 	if e.Cfg.Notify.Policy == config.PolicyAvailability {
 		// Availability first opens writes at once: one short look at the
@@ -387,7 +392,8 @@ func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *
 	var why string
 	lastLog := time.Time{}
 	for {
-		met, w, err := e.caughtUp(ctx, a, selfID, peer, gateStep)
+		met, w, err := e.caughtUp(ctx, a, selfID, peer, gateStep, early)
+		early = nil
 		if err != nil {
 			if ctx.Err() != nil {
 				return false, why, ctx.Err()
@@ -420,9 +426,26 @@ func (e *Engine) gate(ctx context.Context, a *probe.Admin, selfID uint32, peer *
 	}
 }
 
+// relayReading is one reading of the replication channels, and when it
+// was taken.
+type relayReading struct {
+	at time.Time
+	rs []probe.Replica
+}
+
+// readRelay reads the channels now.
+func (e *Engine) readRelay(ctx context.Context, a *probe.Admin) (*relayReading, error) {
+	rs, err := a.Replicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &relayReading{at: time.Now(), rs: rs}, nil
+}
+
 // caughtUp checks once, waiting at most about step, and says what is
-// missing when not caught up.
-func (e *Engine) caughtUp(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position, step time.Duration) (bool, string, error) {
+// missing when not caught up. Without the peer's position it judges two
+// readings at least step apart; prev, when given, is the first of them.
+func (e *Engine) caughtUp(ctx context.Context, a *probe.Admin, selfID uint32, peer *probe.Position, step time.Duration, prev *relayReading) (bool, string, error) {
 	if peer != nil && peer.GTID != "" {
 		ok, behind, err := a.Applied(ctx, peer.GTID)
 		if err != nil || ok {
@@ -454,17 +477,22 @@ func (e *Engine) caughtUp(ctx context.Context, a *probe.Admin, selfID uint32, pe
 	}
 	// Peer position unknown: everything received must be applied, judged
 	// on two readings a step apart (see relayApplied).
-	before, err := a.Replicas(ctx)
-	if err != nil {
-		return false, "", err
+	if prev == nil {
+		var err error
+		if prev, err = e.readRelay(ctx, a); err != nil {
+			return false, "", err
+		}
 	}
+	before := prev.rs
 	if len(before) == 0 {
 		return false, "no replication channel: what the old writer wrote cannot be known", nil
 	}
-	select {
-	case <-ctx.Done():
-		return false, "", ctx.Err()
-	case <-time.After(step):
+	if wait := step - time.Since(prev.at); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return false, "", ctx.Err()
+		case <-time.After(wait):
+		}
 	}
 	now, err := a.Replicas(ctx)
 	if err != nil {
