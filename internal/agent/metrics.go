@@ -31,6 +31,7 @@ type Metrics struct {
 	lastOK   atomic.Int64 // unix ns of the last successful poll
 	node     atomic.Pointer[nodeLabels]
 	keeper   keeperMetrics
+	promos   promotionCount
 }
 
 // Reasons a connection ends without an answer.

@@ -13,6 +13,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vipguard/vipguard/internal/cli"
@@ -103,6 +105,9 @@ func (m *Metrics) writeState(b *bytes.Buffer, in Input, pol Policy, ok bool) {
 		fmt.Fprintf(b, "vipguard_maintenance_since_timestamp_seconds %s\n", unixSeconds(m.Since))
 	}
 
+	help("vipguard_notify_promotions_total", "counter", "Completed promotions (MASTER, done, role writer) notify recorded on this node since agentcheck started.")
+	fmt.Fprintf(b, "vipguard_notify_promotions_total %d\n", m.promos.n.Load())
+
 	o := in.Outcome
 	if o == nil {
 		return // notify never ran here
@@ -126,6 +131,40 @@ func (m *Metrics) writeState(b *bytes.Buffer, in Input, pol Policy, ok bool) {
 		b.WriteString("vipguard_notify_last_promotion_semi_sync{case=")
 		writeLabelValue(b, known(o.SemiSync, knownSemiSyncCases))
 		b.WriteString("} 1\n")
+	}
+}
+
+// promotionCount counts the promotions notify completes on this node, for
+// a rate of VIP moves: the last-transition series show only the newest
+// outcome, and a pair that flaps faster than it is scraped would hide its
+// moves between two scrapes. Each outcome file notify writes is looked at
+// (see Poller.observeOutcome); a promotion's "done" record stays until the
+// node's next keepalived event, so none is missed.
+type promotionCount struct {
+	mu   sync.Mutex
+	seen bool      // the baseline is taken
+	last time.Time // when the last promotion counted was recorded
+	n    atomic.Uint64
+}
+
+// observeOutcome counts o when it is a completed promotion not counted
+// yet. The first outcome observed is the baseline, never counted: a
+// promotion recorded before agentcheck started is not one more move at
+// every restart.
+func (m *Metrics) observeOutcome(o *state.Outcome) {
+	c := &m.promos
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	promo := o != nil && o.Event == "MASTER" && o.Phase == state.PhaseDone && o.Role == state.RoleWriter
+	switch {
+	case !c.seen:
+		c.seen = true
+		if promo {
+			c.last = o.At
+		}
+	case promo && !o.At.Equal(c.last):
+		c.last = o.At
+		c.n.Add(1)
 	}
 }
 

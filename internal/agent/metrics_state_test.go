@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -186,4 +187,79 @@ func TestMetricsPromtoolClean(t *testing.T) {
 		}
 	}
 	promtoolCheckMetrics(t, body)
+}
+
+// Promotions are counted once each, from the outcomes notify writes: not
+// the one already recorded when agentcheck starts, not a promotion seen
+// again, not a refused one or a fence.
+func TestMetricsPromotionsCounted(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	promo := func(at time.Duration) *state.Outcome {
+		return &state.Outcome{Event: "MASTER", Phase: state.PhaseDone, Role: state.RoleWriter, At: t0.Add(at)}
+	}
+	other := func(ev string, ph state.Phase, at time.Duration) *state.Outcome {
+		return &state.Outcome{Event: ev, Phase: ph, Role: state.RoleStandby, At: t0.Add(at)}
+	}
+	type step struct {
+		o    *state.Outcome
+		want uint64
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"from no outcome", []step{
+			{nil, 0}, {other("MASTER", state.PhaseRunning, 1), 0}, {promo(2), 1}, {promo(2), 1},
+			{other("FAULT", state.PhaseRunning, 3), 1}, {other("FAULT", state.PhaseDone, 4), 1},
+			{other("MASTER", state.PhaseFailed, 5), 1}, {promo(6), 2}, {promo(7), 3},
+		}},
+		{"a writer restarted", []step{{promo(0), 0}, {promo(0), 0}, {other("BACKUP", state.PhaseDone, 1), 0}, {promo(2), 1}}},
+		{"a standby restarted", []step{{other("BACKUP", state.PhaseDone, 0), 0}, {promo(1), 1}}},
+		{"an unreadable outcome", []step{{&state.Outcome{Unfit: true}, 0}, {promo(1), 1}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := new(Metrics)
+			for i, s := range tc.steps {
+				m.observeOutcome(s.o)
+				if got := m.promos.n.Load(); got != s.want {
+					t.Fatalf("step %d (%+v): %d promotions, want %d", i, s.o, got, s.want)
+				}
+			}
+			body := string(m.Write(Input{Now: t0}, Policy{}))
+			if want := fmt.Sprintf("\nvipguard_notify_promotions_total %d\n", tc.steps[len(tc.steps)-1].want); !strings.Contains(body, want) {
+				t.Errorf("no line %q in:\n%s", want, body)
+			}
+			promtoolCheckMetrics(t, body)
+		})
+	}
+}
+
+// The running agent counts each promotion notify records, however soon
+// the next follows and whether or not anyone scrapes in between; the one
+// on record before it started is none.
+func TestMetricsPromotionsFromOutcomeFile(t *testing.T) {
+	cfg := testConfig(t, "socket = \"/nonexistent/mysqld.sock\"\nuser = \"root\"", "")
+	dir := state.Dir(cfg.StateDir)
+	promote := func() {
+		if err := dir.WriteOutcome(state.Outcome{Event: "MASTER", Phase: state.PhaseDone, Role: state.RoleWriter}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promote()
+	srv, addr := startServer(t, cfg)
+	for want := uint64(1); want <= 3; want++ {
+		time.Sleep(2 * time.Millisecond) // a new record time
+		promote()
+		deadline := time.Now().Add(3 * time.Second)
+		for srv.Metrics.promos.n.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d promotions counted, want %d", srv.Metrics.promos.n.Load(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, body := httpGet(t, addr, "GET", "/metrics"); !strings.Contains(body, "\nvipguard_notify_promotions_total 3\n") {
+		t.Errorf("/metrics:\n%s", body)
+	}
 }

@@ -75,6 +75,7 @@ func (p *Poller) Run(ctx context.Context) {
 	// The file as it is before the first poll: a change from here on is
 	// seen, one before is in that poll.
 	first, _ := os.Lstat(p.outcomePath())
+	p.observeOutcome()
 	go p.watchOutcome(ctx, first)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -122,6 +123,7 @@ func (p *Poller) watchOutcome(ctx context.Context, last os.FileInfo) {
 			continue
 		}
 		if last == nil || !os.SameFile(last, fi) || !fi.ModTime().Equal(last.ModTime()) {
+			p.observeOutcome()
 			select {
 			case p.kick <- struct{}{}:
 			default:
@@ -129,6 +131,16 @@ func (p *Poller) watchOutcome(ctx context.Context, last os.FileInfo) {
 		}
 		last = fi
 	}
+}
+
+// observeOutcome shows notify's outcome as it is now to the promotion
+// counter (a small file, read when it was replaced).
+func (p *Poller) observeOutcome() {
+	if p.Metrics == nil {
+		return
+	}
+	o, _ := state.Dir(p.Config().StateDir).Outcome()
+	p.Metrics.observeOutcome(o)
 }
 
 func (p *Poller) outcomePath() string { return state.Dir(p.Config().StateDir).OutcomePath() }
