@@ -5,7 +5,9 @@
 // summary; "bench-failover" prints the write-unavailability window of each
 // fault scenario (median and worst of several runs, and the kill scenario
 // on a semi-sync pair with --semi-sync-kill); "clean" removes labs left behind
-// by killed runs. Everything is torn down on exit, also on Ctrl-C.
+// by killed runs. Both runners also draw each run as an SVG timeline
+// (writes/s per path, the VIP holder, keepalived and read_only per node, the
+// fault and the promotion). Everything is torn down on exit, also on Ctrl-C.
 //
 // It must run as root from inside the source tree (it builds the binaries
 // it runs), e.g. go run ./tools/vglab demo.
@@ -50,6 +52,8 @@ type common struct {
 type demoCmd struct {
 	common
 	Fault string `default:"kill" enum:"kill,freeze,maintenance,keepalived-stop,link-cut,partition" help:"Fault to inject (${enum})."`
+	// A pointer: unset means the default name, "" means no picture.
+	SVG *string `name:"svg" placeholder:"FILE" help:"Write the run's timeline picture to FILE (default vglab-demo-<fault>.svg; \"\" for none)."`
 }
 
 type benchCmd struct {
@@ -58,8 +62,9 @@ type benchCmd struct {
 	Faults []string `default:"kill,freeze,maintenance,keepalived-stop,link-cut,partition" help:"Scenarios to run."`
 	// The semi-sync crash needs a pair started with semi-sync: a second
 	// lab, after the first, its rows printed beside the first's.
-	SemiSyncKill bool `name:"semi-sync-kill" help:"Also run the kill scenario on a second lab whose pair runs semi-sync both ways."`
-	Writers      int  `default:"2" help:"Writers per path (VIP and HAProxy)."`
+	SemiSyncKill bool   `name:"semi-sync-kill" help:"Also run the kill scenario on a second lab whose pair runs semi-sync both ways."`
+	Writers      int    `default:"2" help:"Writers per path (VIP and HAProxy)."`
+	SVGDir       string `name:"svg-dir" default:"vglab-bench" placeholder:"DIR" help:"Write each run's timeline picture to DIR/<fault>-<run>.svg (\"\" for none)."`
 }
 
 type cleanCmd struct{}
@@ -148,12 +153,22 @@ func demo(ctx context.Context, c *demoCmd, w io.Writer) error {
 		defer close(watched)
 		watch(wctx, l, printf, func() *lab.Load { mu.Lock(); defer mu.Unlock(); return load })
 	}()
-	res, err := l.RunFailover(ctx, f, lab.Hooks{
+	rec := newRecorder(l)
+	res, err := l.RunFailover(ctx, f, rec.hooks(ctx, lab.Hooks{
 		Phase:       func(m string) { printf("! %s", m) },
 		LoadStarted: func(ld *lab.Load) { mu.Lock(); load = ld; mu.Unlock() },
-	})
+	}))
 	stopWatch()
 	<-watched
+	rec.finish()
+	svg := "vglab-demo-" + f.Name + ".svg"
+	if c.SVG != nil {
+		svg = *c.SVG
+	}
+	var perr error
+	if svg != "" && res.From != "" {
+		perr = writePicture(svg, rec.timeline(f, res, err, ""))
+	}
 
 	fmt.Fprintf(w, "\nSummary (%s, notify: %s):\n", f.Desc, map[bool]string{false: "cmd/notify", true: "stand-in that only toggles read_only"}[c.StandIn])
 	if res.From != "" {
@@ -165,12 +180,15 @@ func demo(ctx context.Context, c *demoCmd, w io.Writer) error {
 		fmt.Fprintf(w, "  samples with both nodes writable: %d of %d (recovery %d of %d)\n",
 			len(res.Sampler.BothWritable), res.Sampler.Samples, len(res.RecoverySampler.BothWritable), res.RecoverySampler.Samples)
 	}
+	if svg != "" && res.From != "" && perr == nil {
+		fmt.Fprintf(w, "  timeline picture: %s\n", svg)
+	}
 	if err != nil {
 		fmt.Fprintf(w, "  VERIFICATION FAILED: %v\n", err)
-		return err
+		return errors.Join(err, perr)
 	}
 	fmt.Fprintf(w, "  verified: every acknowledged write is on both nodes, tables identical, replication running both ways, one VIP\n\n")
-	return nil
+	return perr
 }
 
 // notifyEvent picks cmd/notify's main steps, warnings and errors from its
@@ -340,6 +358,11 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 		}
 		faults = append(faults, f)
 	}
+	if c.SVGDir != "" {
+		if err := os.MkdirAll(c.SVGDir, 0o755); err != nil {
+			return fmt.Errorf("--svg-dir: %w", err)
+		}
+	}
 	t0 := time.Now()
 	label := ""
 	if c.SemiSync {
@@ -398,11 +421,22 @@ func benchLab(ctx context.Context, c *benchCmd, o common, faults []lab.Fault, la
 		r := &benchRow{name: f.Name + label}
 		rows = append(rows, r)
 		for i := range c.Runs {
-			res, err := l.RunFailover(ctx, f, lab.Hooks{Writers: c.Writers})
+			rec := newRecorder(l)
+			res, err := l.RunFailover(ctx, f, rec.hooks(ctx, lab.Hooks{Writers: c.Writers}))
+			rec.finish()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			fmt.Fprintf(w, "[%6.1fs] run %d/%d%s %s\n", time.Since(t0).Seconds(), i+1, c.Runs, label, res)
+			if c.SVGDir != "" && res.From != "" {
+				svg := filepath.Join(c.SVGDir, fmt.Sprintf("%s-%d.svg", slug(r.name), i+1))
+				tl := rec.timeline(f, res, err, fmt.Sprintf("run %d of %d%s", i+1, c.Runs, label))
+				if perr := writePicture(svg, tl); perr != nil {
+					fmt.Fprintf(w, "           %v\n", perr)
+				} else {
+					fmt.Fprintf(w, "           picture: %s\n", svg)
+				}
+			}
 			if err != nil {
 				r.failed++
 				fmt.Fprintf(w, "           verification failed: %v\n%s\n", err, l.Diagnostics())
@@ -427,6 +461,14 @@ func benchLab(ctx context.Context, c *benchCmd, o common, faults []lab.Fault, la
 	}
 	return rows, nil
 }
+
+// slug makes a scenario's name a file name: "kill (semi-sync)" is
+// "kill-semi-sync".
+func slug(name string) string {
+	return strings.Trim(nonName.ReplaceAllString(name, "-"), "-")
+}
+
+var nonName = regexp.MustCompile(`[^A-Za-z0-9_.]+`)
 
 func worst(d []time.Duration) time.Duration {
 	if len(d) == 0 {
