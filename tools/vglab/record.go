@@ -183,6 +183,9 @@ func (r *recorder) timeline(f lab.Fault, res lab.Result, err error, run string) 
 	if err != nil {
 		tl.Failed = strings.SplitN(err.Error(), "\n", 2)[0]
 	}
+	// The moments come from RunFailover's phase messages (lab/scenario.go):
+	// "FAULT: ...", "recovering ...", "recovered: ...". A renamed phase
+	// only loses its marker; the fault falls back to the first sample.
 	var fault, recovering, recovered time.Time
 	for _, p := range r.phases {
 		switch {
