@@ -53,6 +53,32 @@ func promoted(sc Scrape, name string, since time.Time) bool {
 	return done && ok && at >= float64(since.Unix()) && w == 1
 }
 
+// transition reports whether name's metrics show notify's last outcome as
+// event and phase, recorded after since.
+func transition(sc Scrape, name, event, phase string, since time.Time) bool {
+	n := sc.Nodes[name]
+	_, ok := n.Value("vipguard_notify_last_transition_info", "event", event, "phase", phase)
+	at, _ := n.Value("vipguard_notify_last_transition_timestamp_seconds")
+	return ok && at >= float64(since.Unix())
+}
+
+// writer reports name's vipguard_role writer gauge.
+func writer(sc Scrape, name string) bool {
+	w, _ := sc.Nodes[name].Value("vipguard_role", "role", "writer")
+	return w == 1
+}
+
+// neverTwoWriters fails t for every recorded scrape in which both nodes
+// say they are writable.
+func neverTwoWriters(t *testing.T, rec *MetricsRecorder) {
+	t.Helper()
+	for i, sc := range rec.Scrapes {
+		if writer(sc, "db1") && writer(sc, "db2") {
+			t.Errorf("scrape %d (%s): both nodes report role writer", i, sc.At.Format("15:04:05.000"))
+		}
+	}
+}
+
 // mysqld killed on the writer: the peer's promotion is a new transition on
 // its /metrics and fires the failover alert there; the pair never lacks a
 // writer for long enough to page, never has two; the dead node, held
@@ -75,6 +101,7 @@ func TestAlertsWriterKilled(t *testing.T) {
 		{Alert: "VipguardNoWriter", Want: Quiet},
 		{Alert: "VipguardTwoWriters", Want: Never},
 		{Alert: "VipguardScrapeDown", Want: Quiet},
+		{Alert: "VipguardFlapping", Want: Never},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -169,13 +196,7 @@ func TestAlertsPartition(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}
-	for i, sc := range rec.Scrapes {
-		w1, _ := sc.Nodes["db1"].Value("vipguard_role", "role", "writer")
-		w2, _ := sc.Nodes["db2"].Value("vipguard_role", "role", "writer")
-		if w1 == 1 && w2 == 1 {
-			t.Errorf("scrape %d (%s): both nodes report role writer", i, sc.At.Format("15:04:05.000"))
-		}
-	}
+	neverTwoWriters(t, rec)
 	err := rec.CheckAlerts(ctx, t.TempDir(), 2*time.Minute, []AlertWant{
 		{Alert: "VipguardTwoWriters", Want: Never},
 		{Alert: "VipguardFailover", Node: s, Want: Fires},
@@ -197,6 +218,204 @@ func TestAlertsPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// mysqld frozen (SIGSTOP) on the writer. Its agentcheck still answers
+// /metrics, showing a server it cannot read; the peer's promotion fires the
+// failover alert; notify's fence on the frozen node cannot land (it keeps
+// retrying until the server answers), which the notify alert reports; held
+// frozen, the node is unfit. agentcheck's own poll loop is not what hangs,
+// and one failover is no flapping.
+func TestAlertsWriterFrozen(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromProxy)
+	t0 := time.Now()
+	if err := l.FreezeMySQL(h); err != nil {
+		t.Fatal(err)
+	}
+	err := rec.Until(ctx, 25*time.Second, s+" promoted and "+h+"'s fence failed", func(sc Scrape) bool {
+		up, ok := sc.Nodes[h].Value("vipguard_agent_mysql_up")
+		return promoted(sc, s, t0) && ok && up == 0 && transition(sc, h, "FAULT", "failed", t0)
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, l.Diagnostics())
+	}
+	neverTwoWriters(t, rec)
+	err = rec.CheckAlerts(ctx, t.TempDir(), 11*time.Minute, []AlertWant{
+		{Alert: "VipguardFailover", Node: s, Want: Fires},
+		{Alert: "VipguardFailover", Node: h, Want: Quiet},
+		{Alert: "VipguardNotifyFailed", Node: h, Want: Fires},
+		{Alert: "VipguardNotifyFailed", Node: s, Want: Quiet},
+		{Alert: "VipguardNodeUnfit", Node: h, Want: Fires},
+		{Alert: "VipguardNodeUnfit", Node: s, Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+		{Alert: "VipguardTwoWriters", Want: Never},
+		{Alert: "VipguardPollLoopStale", Want: Never},
+		{Alert: "VipguardScrapeDown", Want: Never},
+		{Alert: "VipguardFlapping", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d scrapes over %.1fs, from the freeze to %s's promotion and %s's failed fence on /metrics", len(rec.Scrapes), time.Since(t0).Seconds(), s, h)
+}
+
+// The writer's link cut (carrier lost): keepalived there goes FAULT and
+// notify fences it while the peer is promoted. Scraped from each node
+// itself, no scrape shows both writable and the promotion is a failover;
+// from the proxy's host, where a Prometheus beside HAProxy scrapes, the
+// cut node is a scrape target down while the pair keeps its writer.
+func TestAlertsWriterLinkCut(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromSelf)
+	t0 := time.Now()
+	if err := l.CutLink(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Until(ctx, 25*time.Second, s+" promoted and "+h+" fenced", func(sc Scrape) bool {
+		_, ok := sc.Nodes[h].Value("vipguard_role", "role", "writer")
+		return promoted(sc, s, t0) && ok && !writer(sc, h)
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, l.Diagnostics())
+	}
+	neverTwoWriters(t, rec)
+	err := rec.CheckAlerts(ctx, t.TempDir(), 2*time.Minute, []AlertWant{
+		{Alert: "VipguardTwoWriters", Want: Never},
+		{Alert: "VipguardFailover", Node: s, Want: Fires},
+		{Alert: "VipguardFailover", Node: h, Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+		{Alert: "VipguardFlapping", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxy := &MetricsRecorder{L: l, View: FromProxy}
+	sc := proxy.Take(ctx)
+	if sc.Nodes[h].Err == nil {
+		t.Fatalf("%s answers /metrics from the proxy host while its link is down", h)
+	}
+	err = proxy.CheckAlerts(ctx, t.TempDir(), 3*time.Minute, []AlertWant{
+		{Alert: "VipguardScrapeDown", Node: h, Want: Fires},
+		{Alert: "VipguardScrapeDown", Node: s, Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+		{Alert: "VipguardTwoWriters", Want: Quiet},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keepalived stopped (SIGTERM) on the writer: it releases the VIP, notify
+// fences the node (STOP) and the peer is promoted. The stopped node is a
+// healthy, replicating standby by every other series, so only the
+// keepalived alert says the pair has lost its failover target; started
+// again, keepalived records BACKUP and the alert clears.
+func TestAlertsKeepalivedStopped(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromProxy)
+	t0 := time.Now()
+	l.StopKeepalived(h)
+	if err := rec.Until(ctx, 25*time.Second, s+" promoted and "+h+"'s STOP recorded", func(sc Scrape) bool {
+		return promoted(sc, s, t0) && transition(sc, h, "STOP", "done", t0)
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, l.Diagnostics())
+	}
+	neverTwoWriters(t, rec)
+	dir := t.TempDir()
+	err := rec.CheckAlerts(ctx, dir, 11*time.Minute, []AlertWant{
+		{Alert: "VipguardKeepalivedStopped", Node: h, Want: Fires},
+		{Alert: "VipguardKeepalivedStopped", Node: s, Want: Quiet},
+		{Alert: "VipguardFailover", Node: s, Want: Fires},
+		{Alert: "VipguardNodeUnfit", Want: Quiet},
+		{Alert: "VipguardReplicationBroken", Want: Quiet},
+		{Alert: "VipguardNotifyFailed", Want: Quiet},
+		{Alert: "VipguardNotifyStuck", Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+		{Alert: "VipguardTwoWriters", Want: Never},
+		{Alert: "VipguardFlapping", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t1 := time.Now()
+	if err := l.StartKeepalived(h); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Until(ctx, 25*time.Second, h+"'s BACKUP recorded", func(sc Scrape) bool {
+		return transition(sc, h, "BACKUP", "done", t1)
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, l.Diagnostics())
+	}
+	err = rec.CheckAlerts(ctx, dir, 11*time.Minute, []AlertWant{
+		{Alert: "VipguardKeepalivedStopped", Want: Quiet},
+		{Alert: "VipguardNodeUnfit", Want: Quiet},
+		{Alert: "VipguardTwoWriters", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flapMoves is how many times TestAlertsFlapping moves the VIP: the
+// flapping alert's threshold.
+const flapMoves = 3
+
+// The VIP moved back and forth: maintenance on the holder, off again as
+// soon as the peer has taken over and the old holder is a standby, then
+// the same from the other side, flapMoves times in a few seconds. Every
+// promotion counts, although the scrapes between them are fast; the
+// flapping alert fires for the pair and clears once the moves are 30
+// minutes old; the pair never has two writers.
+func TestAlertsFlapping(t *testing.T) {
+	l, ctx, h, s, rec := alertsLab(t, FromProxy)
+	from, to := h, s
+	for i := range flapMoves {
+		t1 := time.Now()
+		if err := l.Maintenance(ctx, from, true, "lab: flapping"); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.Until(ctx, 20*time.Second, fmt.Sprintf("move %d: %s promoted", i+1, to), func(sc Scrape) bool {
+			return promoted(sc, to, t1)
+		}); err != nil {
+			t.Fatalf("%v\n%s", err, l.Diagnostics())
+		}
+		t2 := time.Now()
+		if err := l.Maintenance(ctx, from, false, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.Until(ctx, 20*time.Second, fmt.Sprintf("move %d: %s a fit standby", i+1, from), func(sc Scrape) bool {
+			fit, _ := sc.Nodes[from].Value("vipguard_agent_up", "role", "health")
+			return fit == 1 && transition(sc, from, "BACKUP", "done", t2)
+		}); err != nil {
+			t.Fatalf("%v\n%s", err, l.Diagnostics())
+		}
+		from, to = to, from
+	}
+	neverTwoWriters(t, rec)
+	var moves float64
+	for _, name := range []string{"db1", "db2"} {
+		a, _ := rec.Scrapes[0].Nodes[name].Value("vipguard_notify_promotions_total")
+		b, _ := rec.Scrapes[len(rec.Scrapes)-1].Nodes[name].Value("vipguard_notify_promotions_total")
+		moves += b - a
+	}
+	if moves != flapMoves {
+		t.Errorf("vipguard_notify_promotions_total rose by %g on the pair over %d moves", moves, flapMoves)
+	}
+	dir := t.TempDir()
+	err := rec.CheckAlerts(ctx, dir, time.Minute, []AlertWant{
+		{Alert: "VipguardFlapping", Want: Fires},
+		{Alert: "VipguardFailover", Node: from, Want: Fires},
+		{Alert: "VipguardFailover", Node: to, Want: Quiet},
+		{Alert: "VipguardNoWriter", Want: Quiet},
+		{Alert: "VipguardMaintenanceTooLong", Want: Never},
+		{Alert: "VipguardTwoWriters", Want: Never},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.CheckAlerts(ctx, dir, 31*time.Minute, []AlertWant{{Alert: "VipguardFlapping", Want: Quiet}}); err != nil {
+		t.Fatalf("half an hour later: %v", err)
+	}
+	t.Logf("%d moves in %d scrapes (%s in rule time)", flapMoves, len(rec.Scrapes), time.Duration(len(rec.Scrapes))*alertStep)
 }
 
 // The harness itself, without a lab: synthetic scrapes of two writable
