@@ -167,18 +167,30 @@ func checkReplication(s, other *Server) Result {
 	}
 }
 
+// checkGrants: the account must hold what RequiredGrants lists for the
+// server's version, and should hold nothing more — an account that can
+// write, drop or grant turns a stolen option file into a stolen database.
 func checkGrants(s *Server, heartbeat string) Result {
 	const check = "grants"
 	if s.GrantsErr != nil {
 		return bad(Fail, s.Node, check, "", "cannot read SHOW GRANTS: %v", s.GrantsErr)
 	}
 	req := RequiredGrants(s.Version, heartbeat)
-	missing := ParseGrants(s.Grants).Missing(req)
-	if len(missing) > 0 {
-		return bad(Fail, s.Node, check, fmt.Sprintf("GRANT %s ON *.* TO %s (README, Required grants, %s)", strings.Join(missing, ", "), s.User, s.Version),
-			"%s lacks %s", s.User, strings.Join(missing, ", "))
+	held := ParseGrants(s.Grants)
+	if missing := held.Missing(req); !missing.empty() {
+		return bad(Fail, s.Node, check, strings.Join(missing.grantStatements(s.User), "; ")+" (README, Required grants, "+s.Version.String()+")",
+			"%s lacks %s", s.User, missing)
 	}
-	return ok(s.Node, check, "%s holds what %s needs", s.User, s.Version)
+	if u, _, _ := cutLast(s.User, "@"); u == "root" {
+		// With no account configured the tools log in as root (over the
+		// socket, by unix_socket): revoking root's privileges is no fix.
+		return ok(s.Node, check, "%s holds what %s needs (the administrator account, used when none is configured)", s.User, s.Version)
+	}
+	if x := held.Excess(s.User, req, s.Privileges); len(x.Fix) > 0 {
+		return bad(Warn, s.Node, check, strings.Join(x.Fix, "; "),
+			"%s holds more than %s needs: %s", s.User, s.Version, strings.Join(x.Held, "; "))
+	}
+	return ok(s.Node, check, "%s holds what %s needs, and no more", s.User, s.Version)
 }
 
 func checkPair(a, b *Server) []Result {

@@ -34,53 +34,6 @@ func TestOptionValue(t *testing.T) {
 	}
 }
 
-func TestGrants(t *testing.T) {
-	maria := probe.Version{Flavor: probe.MariaDB, Major: 10, Minor: 11, Patch: 6}
-	mysql8 := probe.Version{Flavor: probe.MySQL, Major: 8, Minor: 0, Patch: 36}
-	for _, c := range []struct {
-		name    string
-		v       probe.Version
-		grants  []string
-		hb      string
-		missing string
-	}{
-		{"readme block", maria, []string{
-			"GRANT USAGE ON *.* TO `vipguard`@`localhost`",
-			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `vipguard`@`localhost` IDENTIFIED BY PASSWORD '*X'",
-		}, "", ""},
-		{"replication client is binlog monitor", maria, []string{
-			"GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `v`@`%`",
-		}, "", ""},
-		{"root", maria, []string{"GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA unix_socket WITH GRANT OPTION"}, "percona.heartbeat", ""},
-		{"check only", maria, []string{"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR ON *.* TO `v`@`%`"}, "",
-			"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN"},
-		{"heartbeat table", maria, []string{
-			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `v`@`%`",
-			"GRANT SELECT ON `percona`.* TO `v`@`%`",
-		}, "percona.heartbeat", ""},
-		{"heartbeat missing", maria, []string{
-			"GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN ON *.* TO `v`@`%`",
-		}, "percona.heartbeat", "SELECT ON percona.heartbeat"},
-		{"mysql 8 readme", mysql8, []string{
-			"GRANT PROCESS, REPLICATION CLIENT ON *.* TO `v`@`localhost`",
-			"GRANT SELECT ON `performance_schema`.`threads` TO `v`@`localhost`",
-			"GRANT SELECT ON `performance_schema`.`replication_applier_status_by_worker` TO `v`@`localhost`",
-			"GRANT REPLICATION SLAVE ON *.* TO `v`@`localhost`",
-			"GRANT CONNECTION_ADMIN,REPLICATION_SLAVE_ADMIN,SYSTEM_USER,SYSTEM_VARIABLES_ADMIN ON *.* TO `v`@`localhost`",
-		}, "", ""},
-		{"mysql 8 without system_user", mysql8, []string{
-			"GRANT PROCESS, REPLICATION CLIENT, REPLICATION SLAVE ON *.* TO `v`@`localhost`",
-			"GRANT SELECT ON `performance_schema`.* TO `v`@`localhost`",
-			"GRANT CONNECTION_ADMIN,REPLICATION_SLAVE_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO `v`@`localhost`",
-		}, "", "SYSTEM_USER"},
-	} {
-		got := strings.Join(ParseGrants(c.grants).Missing(RequiredGrants(c.v, c.hb)), ", ")
-		if got != c.missing {
-			t.Errorf("%s: missing %q, want %q", c.name, got, c.missing)
-		}
-	}
-}
-
 // goodServer is a correctly set up node of a MariaDB pair.
 func goodServer(node string, id int) *Server {
 	other := 3 - id
@@ -92,7 +45,7 @@ func goodServer(node string, id int) *Server {
 		ReadOnlyOrigin: "CONFIG",
 		Replicas: []probe.Replica{{SourceHost: "peer", SourcePort: 3306, SourceServerID: uint32(other), IORunning: probe.IOYes,
 			SQLRunning: true, UsingGTID: "Slave_Pos"}},
-		Grants: []string{"GRANT ALL PRIVILEGES ON *.* TO `vipguard`@`%`"},
+		Grants: []string{"GRANT PROCESS, BINLOG MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR ON *.* TO `vipguard`@`%`"},
 	}
 }
 
@@ -133,6 +86,10 @@ func TestCheckServersFlips(t *testing.T) {
 		{"no replication", func(l, p *Server) { l.Replicas = nil }, "local", "replication", Fail},
 		{"not gtid", func(l, p *Server) { l.Replicas[0].UsingGTID = "No" }, "local", "replication", Fail},
 		{"grants", func(l, p *Server) { p.Grants = []string{"GRANT PROCESS ON *.* TO `v`@`%`"} }, "peer", "grants", Fail},
+		{"grants beyond need", func(l, p *Server) { l.Grants = []string{"GRANT ALL PRIVILEGES ON *.* TO `vipguard`@`%`"} }, "local", "grants", Warn},
+		{"root, when no account is configured", func(l, p *Server) {
+			l.User, l.Grants = "root@localhost", []string{"GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA unix_socket WITH GRANT OPTION"}
+		}, "local", "grants", OK},
 		{"clock", func(l, p *Server) { p.Clock = 5 * time.Second }, "pair", "clock", Warn},
 		{"clock far", func(l, p *Server) { p.Clock = time.Minute }, "pair", "clock", Fail},
 		{"clock within uncertainty", func(l, p *Server) { p.Clock, p.ClockUncertainty = 1500*time.Millisecond, time.Second }, "pair", "clock", OK},

@@ -208,6 +208,17 @@ func TestDoctorPair(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// More than it needs: WARN on exactly the grants line, whose fix, run
+	// as written, leaves the README's block (OK again).
+	if err := p.b.Exec(ctx, "SET SESSION sql_log_bin=0", "GRANT ALL PRIVILEGES ON *.* TO 'vgdoc'@'%' WITH GRANT OPTION"); err != nil {
+		t.Fatal(err)
+	}
+	rs := p.run(t)
+	only(t, "all privileges", rs, "peer", "grants", Warn)
+	if g := Find(rs, "peer", "grants"); len(g) == 1 {
+		runFix(t, p.b, g[0].Fix)
+	}
 	only(t, "restored", p.run(t), "", "", OK)
 
 	// What needs a restart: log_slave_updates, and read_only at start.
@@ -250,4 +261,67 @@ func TestDoctorLocalStartOptions(t *testing.T) {
 
 func probeTarget(s *mariadbtest.Server) probe.Target {
 	return probe.Target{Socket: s.Socket, User: "root", ConnectTimeout: time.Second, QueryTimeout: time.Second}
+}
+
+// runFix runs a result's fix ("stmt; stmt") on s as root, unlogged.
+func runFix(t *testing.T, s *mariadbtest.Server, fix string) {
+	t.Helper()
+	if fix == "" {
+		t.Fatal("no fix")
+	}
+	if err := s.Exec(context.Background(), append([]string{"SET SESSION sql_log_bin=0"}, strings.Split(fix, "; ")...)...); err != nil {
+		t.Fatalf("fix %q: %v", fix, err)
+	}
+}
+
+// TestGrantsExcessFix: on a real server, each kind of surplus is a WARN,
+// and its fix, run as written, leaves exactly the README's block (and the
+// heartbeat table): OK, with nothing missing in between.
+func TestGrantsExcessFix(t *testing.T) {
+	s := mariadbtest.Start(t, mariadbtest.Options{ServerID: 9})
+	ctx := context.Background()
+	const hb = "percona.heartbeat"
+	if err := s.Exec(ctx, "CREATE DATABASE percona", "CREATE TABLE percona.heartbeat (ts varchar(26))",
+		"CREATE DATABASE app", "CREATE TABLE app.t (a int, `b c` int)", "CREATE PROCEDURE app.p() SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	target := probe.Target{Socket: s.Socket, User: docUser, Password: docPass, ConnectTimeout: time.Second, QueryTimeout: time.Second}
+	for _, c := range []struct {
+		name  string
+		extra []string
+	}{
+		{"all privileges, a database, columns, a routine", []string{
+			"GRANT ALL PRIVILEGES ON *.* TO 'vgdoc'@'localhost' WITH GRANT OPTION",
+			"GRANT ALL ON app.* TO 'vgdoc'@'localhost'",
+			"GRANT SELECT (a, `b c`), INSERT ON app.t TO 'vgdoc'@'localhost'",
+			"GRANT EXECUTE ON PROCEDURE app.p TO 'vgdoc'@'localhost'",
+		}},
+		{"super, data privileges, heartbeat only through its database", []string{
+			"REVOKE SELECT ON percona.heartbeat FROM 'vgdoc'@'localhost'",
+			"GRANT SUPER, SELECT, RELOAD, SHUTDOWN, FILE, CREATE USER ON *.* TO 'vgdoc'@'localhost'",
+			"GRANT SELECT ON percona.* TO 'vgdoc'@'localhost'",
+		}},
+		{"all privileges on the heartbeat table", []string{"GRANT ALL ON percona.heartbeat TO 'vgdoc'@'localhost' WITH GRANT OPTION"}},
+	} {
+		stmts := []string{"DROP USER IF EXISTS 'vgdoc'@'localhost'"}
+		stmts = append(stmts, readmeGrants(t, "localhost")...)
+		stmts = append(stmts, "GRANT SELECT ON percona.heartbeat TO 'vgdoc'@'localhost'")
+		if err := s.Exec(ctx, append(stmts, c.extra...)...); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		r := checkGrants(ReadServer(ctx, "local", target, false), hb)
+		if r.Level != Warn {
+			t.Errorf("%s: %s", c.name, r)
+			continue
+		}
+		for _, stmt := range strings.Split(r.Fix, "; ") {
+			runFix(t, s, stmt)
+			if r := checkGrants(ReadServer(ctx, "local", target, false), hb); r.Level == Fail {
+				t.Errorf("%s: after %q: %s", c.name, stmt, r)
+			}
+		}
+		if r := checkGrants(ReadServer(ctx, "local", target, false), hb); r.Level != OK {
+			t.Errorf("%s: after the fix: %s", c.name, r)
+		}
+	}
 }
