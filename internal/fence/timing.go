@@ -51,8 +51,12 @@ const (
 	// failed open, on a connection of its own.
 	leaveReadOnlyBound = 2 * time.Second
 	// gateStep is one wait of the catch-up gate: the verdict is read again
-	// after each, so a wait that stalls costs one step.
-	gateStep = 500 * time.Millisecond
+	// after each, so a wait that stalls costs one step. Without the old
+	// writer's position it is also the least time between the two relay
+	// log readings the gate compares; events the old writer sent before
+	// it failed have arrived long before (detection alone takes longer),
+	// and one step is write downtime after every such failover.
+	gateStep = 200 * time.Millisecond
 	// fenceRetryFor bounds how long a fence keeps trying a server that
 	// does not answer (frozen); a newer event ends it sooner.
 	fenceRetryFor = 10 * time.Minute
