@@ -89,7 +89,7 @@ func (c *cmdline) engine(env *cli.Env) (*fence.Engine, error) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(logDestination(env.Stderr), &slog.HandlerOptions{Level: level})).With("prog", prog)
-	return &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: env.Stdout, ResetClients: resetDetached(c.Config, env.Stderr)}, nil
+	return &fence.Engine{Cfg: cfg, Log: log, DryRun: c.DryRun, Plan: env.Stdout, ResetClients: resetDetached(c.Config, env.Stderr), CutClients: tcpreset.CloseAccepted}, nil
 }
 
 // Run handles one event given on the command line.

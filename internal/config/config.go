@@ -69,7 +69,9 @@ type MySQL struct {
 	Socket string `toml:"socket"`
 	// Host, when set, makes the tools connect over TCP instead of Socket.
 	Host string `toml:"host"`
-	// Port for Host. Default 3306.
+	// Port for Host, and the port this node's server listens on for its
+	// clients (a fence closes their sessions when the server hangs).
+	// Default 3306.
 	Port int `toml:"port"`
 	// User to log in as. Default: the invoking OS user (root over the socket
 	// authenticates with unix_socket on Debian, no password needed).
@@ -325,7 +327,11 @@ type Notify struct {
 	// binlog dump threads are always spared.
 	ExemptUsers []string `toml:"exempt_users"`
 	// ResetClients makes a fence reset the stale TCP clients of vip.address
-	// (needs CAP_NET_RAW). Default true.
+	// (needs CAP_NET_RAW), and close every TCP session of a local server
+	// that does not greet within half a second (hung) but those from the
+	// peer: whatever that server commits when it runs again is then
+	// acknowledged to no one. That cut is blind to exempt_users. Default
+	// true.
 	ResetClients *bool `toml:"reset_clients"`
 }
 

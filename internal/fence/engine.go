@@ -27,6 +27,7 @@ import (
 	"github.com/vipguard/vipguard/internal/config"
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/tcpreset"
 )
 
 // Errors a run ends with; the command maps them to exit codes.
@@ -60,6 +61,9 @@ type Engine struct {
 	// ResetClients, when set, resets the stale TCP clients of vip after a
 	// fence (see internal/tcpreset). It must honour ctx.
 	ResetClients func(ctx context.Context, vip string, log *slog.Logger) error
+	// CutClients, when set, closes the TCP sessions s selects and says how
+	// many (tcpreset.CloseAccepted). A fence uses it on a hung server.
+	CutClients func(s tcpreset.Sessions) (int, error)
 	// PollInterval is how often a run checks whether it was superseded.
 	PollInterval time.Duration
 }

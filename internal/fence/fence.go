@@ -14,6 +14,7 @@ import (
 	"github.com/vipguard/vipguard/internal/probe"
 	"github.com/vipguard/vipguard/internal/semisync"
 	"github.com/vipguard/vipguard/internal/state"
+	"github.com/vipguard/vipguard/internal/tcpreset"
 )
 
 // fenceReport is what a server fence found and did.
@@ -601,6 +602,12 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	}
 	defer db.Close()
 
+	if !stop {
+		var cut sync.WaitGroup
+		cut.Add(1)
+		go func() { defer cut.Done(); e.cutHungClients(ctx) }()
+		defer cut.Wait()
+	}
 	rep, err := e.fenceLocal(ctx, db, fenceFor)
 	if isSuperseded(ctx) {
 		return superseded()
@@ -697,6 +704,70 @@ func fencedOutcome(event string, pos probe.Position, problem string) state.Outco
 		o.Phase, o.Unfit = state.PhaseFailed, true
 	}
 	return o
+}
+
+// cutHungClients closes the local server's TCP sessions when it does not
+// greet a new connection within hungGreeting. A hung server that runs
+// again finishes the statements it already holds before any fence can
+// land, and would acknowledge them to their clients although the VIP has
+// left and the peer may be taking writes; the VIP's own clients cannot
+// hear it any more, but those that came through a node address can. With
+// their sessions closed those acknowledgements reach no one. The peer's
+// sessions (its replication, its fence of this node) are spared, and so
+// are the VIP's.
+func (e *Engine) cutHungClients(ctx context.Context) {
+	if e.CutClients == nil || !*e.Cfg.Notify.ResetClients {
+		return
+	}
+	db, err := open(e.localTarget())
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	gctx, cancel := context.WithTimeout(ctx, hungGreeting)
+	c, err := db.Conn(gctx)
+	cancel()
+	if err == nil {
+		c.Close()
+		return
+	}
+	if ctx.Err() != nil || !hung(err) {
+		return // not running, or this run is over: nothing to cut
+	}
+	port := e.Cfg.MySQL.Port
+	done := e.step("cut_clients", "port", port, "why", "the server did not greet within "+hungGreeting.String())
+	if e.DryRun {
+		e.plan("  would close the TCP sessions of port %d but the peer's", port)
+		done(nil)
+		return
+	}
+	s := tcpreset.Sessions{Port: uint16(port), SpareFrom: e.peerAddrs(ctx)}
+	if vip, err := netip.ParseAddr(e.Cfg.VIP.Address); err == nil {
+		// The VIP's clients can no longer hear this node (the VIP left);
+		// resetStaleClients tells them so, which a cut here would prevent.
+		s.SpareTo = []netip.Addr{vip}
+	}
+	n, err := e.CutClients(s)
+	done(err, "closed", n)
+}
+
+// peerAddrs returns the peer's addresses (none when unknown): its
+// sessions are not clients to cut.
+func (e *Engine) peerAddrs(ctx context.Context) []netip.Addr {
+	h := e.Cfg.Peer.Host
+	if h == "" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		return []netip.Addr{a}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	as, err := net.DefaultResolver.LookupNetIP(lctx, "ip", h)
+	if err != nil {
+		e.Log.Warn("cannot resolve the peer: its sessions are cut too", "peer", h, "err", err)
+	}
+	return as
 }
 
 // resetStaleClients resets the VIP's stale TCP clients, when configured.

@@ -3,8 +3,13 @@ package fence
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/tcpreset"
 
 	"github.com/vipguard/vipguard/testsupport/mariadbtest"
 )
@@ -208,5 +213,61 @@ func TestFenceKillsReadOnlyAdmin(t *testing.T) {
 	gtid, _ := a.s.Query(ctx, "SELECT @@global.gtid_binlog_pos")
 	if o.Position == nil || o.Position.GTID != gtid {
 		t.Fatalf("recorded %+v, server at %q: writes after the final position", o.Position, gtid)
+	}
+}
+
+// A FAULT on a frozen server cuts its TCP sessions (but the peer's and the
+// VIP's) while the fence waits for it; a server that greets is left to the
+// fence alone.
+func TestFenceCutsHungServersClients(t *testing.T) {
+	a, _ := pair(t, mariadbtest.PairOptions{})
+	a.cfg.Peer.Host = "192.0.2.12"
+	a.cfg.VIP.Address = "192.0.2.10"
+	a.cfg.MySQL.Port = 3307
+	var mu sync.Mutex
+	var cuts []tcpreset.Sessions
+	a.eng.CutClients = func(s tcpreset.Sessions) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		cuts = append(cuts, s)
+		return 2, nil
+	}
+	ctx := context.Background()
+	if err := a.event(ctx, "BACKUP"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	n := len(cuts)
+	mu.Unlock()
+	if n != 0 {
+		t.Fatalf("a server that answers had its sessions cut: %+v", cuts)
+	}
+
+	if err := a.s.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.s.Thaw() })
+	res := make(chan error, 1)
+	go func() { res <- a.event(ctx, "FAULT") }()
+	waitFor(t, 10*time.Second, "the sessions of the frozen server to be cut", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(cuts) > 0
+	})
+	if err := a.s.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("fence after the thaw: %v", err)
+	}
+	want := tcpreset.Sessions{Port: 3307, SpareFrom: []netip.Addr{netip.MustParseAddr("192.0.2.12")},
+		SpareTo: []netip.Addr{netip.MustParseAddr("192.0.2.10")}}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(cuts) != 1 || !reflect.DeepEqual(cuts[0], want) {
+		t.Fatalf("cuts %+v, want one of %+v", cuts, want)
+	}
+	if !a.readOnly(t) {
+		t.Fatal("the thawed server is writable after its fence")
 	}
 }

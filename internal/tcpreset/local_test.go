@@ -244,3 +244,115 @@ func TestCloseLocalSparesListener(t *testing.T) {
 		})
 	}
 }
+
+// CloseAccepted ends every session accepted on the port except the spared
+// peer's and the VIP's, and whatever the server writes afterwards (a hung server that
+// runs again answering the statement it already read) reaches no client;
+// the listener keeps accepting.
+func TestCloseAcceptedSparesPeer(t *testing.T) {
+	const peerAddr = "192.0.2.12"
+	ns := newNetns(t,
+		[]string{"addr", "add", "192.0.2.11/32", "dev", "lo"},
+		[]string{"addr", "add", "192.0.2.20/32", "dev", "lo"},
+		[]string{"addr", "add", peerAddr + "/32", "dev", "lo"},
+		[]string{"addr", "add", vip + "/32", "dev", "lo"},
+	)
+	var l net.Listener
+	var served, clients []net.Conn
+	dial := func(from string) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", "192.0.2.11:3306")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		clients, served = append(clients, c), append(served, s)
+	}
+	inNetns(t, ns, func() {
+		var err error
+		if l, err = net.Listen("tcp", ":3306"); err != nil {
+			t.Error(err)
+			return
+		}
+		dial("192.0.2.20")
+		dial("192.0.2.20")
+		dial(peerAddr)
+	})
+	var vipServed, vipClient net.Conn
+	inNetns(t, ns, func() {
+		c, err := net.DialTimeout("tcp", vip+":3306", 2*time.Second)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		s, err := l.Accept()
+		if err != nil {
+			c.Close()
+			t.Error(err)
+			return
+		}
+		vipServed, vipClient = s, c
+	})
+	if vipServed == nil {
+		t.Fatal("no session to the VIP")
+	}
+	defer vipServed.Close()
+	defer vipClient.Close()
+	t.Cleanup(func() {
+		for _, c := range append(served, clients...) {
+			c.Close()
+		}
+		if l != nil {
+			l.Close()
+		}
+	})
+	if len(served) != 3 {
+		t.Fatalf("%d sessions set up", len(served))
+	}
+	// A request the server has not read yet.
+	if _, err := clients[0].Write([]byte("INSERT")); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var err error
+	inNetns(t, ns, func() {
+		n, err = CloseAccepted(Sessions{Port: 3306, SpareFrom: []netip.Addr{netip.MustParseAddr(peerAddr)},
+			SpareTo: []netip.Addr{netip.MustParseAddr(vip)}})
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("closed %d sessions (%v), want the 2 clients'", n, err)
+	}
+	buf := make([]byte, 16)
+	for i, s := range served[:2] {
+		_, _ = s.Write([]byte("OK"))
+		c := clients[i]
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if k, err := c.Read(buf); err == nil {
+			t.Errorf("client %d received %q from a closed session", i, buf[:k])
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("client %d was not told its session ended", i)
+		}
+	}
+	for what, sc := range map[string][2]net.Conn{"the peer's": {served[2], clients[2]}, "the VIP's": {vipServed, vipClient}} {
+		if _, err := sc[0].Write([]byte("OK")); err != nil {
+			t.Fatalf("%s session was closed: %v", what, err)
+		}
+		sc[1].SetReadDeadline(time.Now().Add(2 * time.Second))
+		if k, err := sc[1].Read(buf); err != nil || string(buf[:k]) != "OK" {
+			t.Fatalf("%s session: %q, %v", what, buf[:k], err)
+		}
+	}
+	inNetns(t, ns, func() {
+		c, err := net.DialTimeout("tcp", "192.0.2.11:3306", 2*time.Second)
+		if err != nil {
+			t.Errorf("the listener stopped accepting: %v", err)
+			return
+		}
+		c.Close()
+	})
+}

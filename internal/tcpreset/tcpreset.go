@@ -105,8 +105,60 @@ func parseAddrPort(s string) (netip.AddrPort, error) {
 // Stale lists the connections whose local address is vip, in a state where
 // the client may still hold them open.
 func Stale(vip netip.Addr) ([]Conn, error) {
+	return openConns(func(c Conn) bool { return c.Local.Addr() == vip.Unmap() })
+}
+
+// Sessions selects the connections a server accepted on Port, on any
+// local address, but those from SpareFrom and those to SpareTo.
+type Sessions struct {
+	Port      uint16
+	SpareFrom []netip.Addr // remote addresses kept (the peer's sessions)
+	SpareTo   []netip.Addr // local addresses kept (the VIP's: Reset's own)
+}
+
+func (s Sessions) match(c Conn) bool {
+	if c.Local.Port() != s.Port {
+		return false
+	}
+	for _, a := range s.SpareFrom {
+		if c.Remote.Addr() == a.Unmap() {
+			return false
+		}
+	}
+	for _, a := range s.SpareTo {
+		if c.Local.Addr() == a.Unmap() {
+			return false
+		}
+	}
+	return true
+}
+
+// Accepted lists the connections s selects, in a state where the client
+// may still hold them open.
+func Accepted(s Sessions) ([]Conn, error) { return openConns(s.match) }
+
+// CloseAccepted destroys the connections Accepted lists (SOCK_DESTROY: the
+// client gets an RST, the local socket fails every later read and write)
+// and returns how many it found. It is how a server that cannot end its
+// own sessions (hung) loses them anyway.
+func CloseAccepted(s Sessions) (int, error) {
+	conns, err := Accepted(s)
+	if err != nil {
+		return 0, fmt.Errorf("reading the socket table: %w", err)
+	}
+	if err := destroySockets(conns); err != nil {
+		return len(conns), fmt.Errorf("closing connections to port %d: %w", s.Port, err)
+	}
+	return len(conns), nil
+}
+
+// openConns lists this network namespace's connections (IPv4 and IPv6) in
+// a state where the client may still hold them open, that keep accepts.
+func openConns(keep func(Conn) bool) ([]Conn, error) {
 	var out []Conn
-	for _, p := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+	// thread-self: /proc/net is the process leader's namespace, and a
+	// thread may have entered another one (the tests do).
+	for _, p := range []string{"/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"} {
 		data, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -119,7 +171,7 @@ func Stale(vip netip.Addr) ([]Conn, error) {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 		for _, c := range conns {
-			if c.Local.Addr() == vip.Unmap() && staleStates[c.State] && c.Remote.Port() != 0 {
+			if staleStates[c.State] && c.Remote.Port() != 0 && keep(c) {
 				out = append(out, c)
 			}
 		}
