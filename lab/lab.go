@@ -331,7 +331,7 @@ func launchWithTmpdir(ctx context.Context, o mariadbtest.Options, tmp string) (*
 const (
 	AdminUser     = "vgadmin"
 	AdminPassword = "vgadmin-pass"
-	AdminGrants   = "PROCESS, REPLICATION CLIENT, SLAVE MONITOR, BINLOG MONITOR, SELECT, " +
+	AdminGrants   = "PROCESS, REPLICATION CLIENT, SLAVE MONITOR, BINLOG MONITOR, " +
 		"CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN"
 )
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,6 +28,10 @@ type LoadOptions struct {
 	IdleVIP, IdleProxy int
 	// Pause between a writer's writes. Default 10ms.
 	Pause time.Duration
+	// Direct, when set, names a node whose own address slow statements
+	// may use (SlowVia "direct"), as applications configured with node
+	// addresses do.
+	Direct string
 }
 
 // Load is a running vgload in the client namespace.
@@ -69,6 +74,9 @@ func (l *Lab) StartLoad(ctx context.Context, o LoadOptions) (*Load, error) {
 		"--run-id", runID, "--writers", strconv.Itoa(o.Writers),
 		"--idle-vip", strconv.Itoa(o.IdleVIP), "--idle-proxy", strconv.Itoa(o.IdleProxy),
 		"--pause", o.Pause.String(), "--acked", ld.acked, "--tick", "100ms")
+	if o.Direct != "" {
+		argv = append(argv, "--direct", fmt.Sprintf("%s:%d", l.Nodes[o.Direct].Addr, MySQLPort))
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
@@ -166,6 +174,13 @@ func (ld *Load) Slow(secs float64) error {
 	return err
 }
 
+// SlowVia is Slow through the given path: "vip", "proxy", or "direct"
+// (LoadOptions.Direct).
+func (ld *Load) SlowVia(secs float64, path string) error {
+	_, err := fmt.Fprintf(ld.stdin, "slow %g %s\n", secs, path)
+	return err
+}
+
 // SlowRetry is Slow, retried by the client after a failure until it
 // succeeds or meets its own row as a duplicate key.
 func (ld *Load) SlowRetry(secs float64) error {
@@ -179,8 +194,38 @@ func (ld *Load) SlowResults() <-chan loadev.Event { return ld.events }
 // LoadResult is what a load run ended with.
 type LoadResult struct {
 	Summary loadev.Event
-	Acked   []string
+	Acked   []string // the acknowledged keys
+	Acks    []Ack    // the same writes, with who acknowledged them and when
 	Errors  []string // vgload's own error events (idle connections, ...)
+}
+
+// Ack is one acknowledged write: the server that committed it (the
+// INSERT's own RETURNING) and when the client received the answer.
+type Ack struct {
+	Key    string
+	Server int
+	At     time.Time
+}
+
+// parseAcks reads vgload's --acked file: "KEY SERVER_ID UNIX_NANOS" lines.
+func parseAcks(data string) ([]Ack, error) {
+	var out []Ack
+	for i, line := range strings.Split(data, "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("acknowledged writes, line %d: %q: want KEY SERVER_ID UNIX_NANOS", i+1, line)
+		}
+		id, err1 := strconv.Atoi(f[1])
+		ns, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("acknowledged writes, line %d: %w", i+1, err)
+		}
+		out = append(out, Ack{Key: f[0], Server: id, At: time.Unix(0, ns)})
+	}
+	return out, nil
 }
 
 // MaxGap is the longest window without any successful write.
@@ -212,16 +257,18 @@ func (ld *Load) Stop() (LoadResult, error) {
 	if err != nil {
 		return LoadResult{}, fmt.Errorf("reading acknowledged keys: %w", err)
 	}
-	var keys []string
-	for _, k := range strings.Split(string(b), "\n") {
-		if k != "" {
-			keys = append(keys, k)
-		}
+	acks, err := parseAcks(string(b))
+	if err != nil {
+		return LoadResult{}, err
 	}
-	if len(keys) != sum.Acked {
-		return LoadResult{}, fmt.Errorf("vgload reported %d acknowledged writes but wrote %d keys", sum.Acked, len(keys))
+	if len(acks) != sum.Acked {
+		return LoadResult{}, fmt.Errorf("vgload reported %d acknowledged writes but wrote %d keys", sum.Acked, len(acks))
 	}
-	return LoadResult{Summary: *sum, Acked: keys, Errors: errs}, nil
+	keys := make([]string, len(acks))
+	for i, a := range acks {
+		keys[i] = a.Key
+	}
+	return LoadResult{Summary: *sum, Acked: keys, Acks: acks, Errors: errs}, nil
 }
 
 // WaitWrites waits until writes on both paths succeed on the server with

@@ -110,7 +110,8 @@ func (h Hooks) phase(format string, a ...any) {
 // load, waits for the VIP and the writes to move to the peer, recovers the
 // lab, and verifies: every acknowledged write on both nodes, identical
 // tables, replication healthy, one VIP, never two writable nodes (unless the
-// fault is known to cause it today, which is then only reported).
+// fault is known to cause it today, which is then only reported), and no
+// write acknowledged by the old writer once the new one acknowledged one.
 func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result, err error) {
 	res.Fault = f.Name
 	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
@@ -196,7 +197,7 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 	sampler = nil
 	hooks.phase("recovered: %s holds the VIP, %s is a standby again", to, from)
 
-	verr := errors.Join(berr, l.VerifyAll(ctx, lr.Acked))
+	verr := errors.Join(berr, l.VerifyAll(ctx, lr.Acked), l.lateAcksErr(lr.Acks, from, to))
 	if n := len(res.Sampler.BothWritable); n > 0 {
 		verr = errors.Join(verr, fmt.Errorf("both nodes writable in %d of %d samples, first at %s",
 			n, res.Sampler.Samples, res.Sampler.BothWritable[0].Format("15:04:05.000")))

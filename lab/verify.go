@@ -280,3 +280,35 @@ func (l *Lab) VerifyAll(ctx context.Context, acked []string) error {
 	}
 	return errors.Join(l.VerifyOneVIP(ctx), l.VerifyReplication(ctx), l.VerifyIdentical(ctx), l.VerifyAcked(ctx, acked))
 }
+
+// LateAcks returns the writes the server oldID acknowledged after the
+// first one newID acknowledged: as the clients saw it, two servers took
+// writes at once. After a failover from oldID to newID there must be none.
+func LateAcks(acks []Ack, oldID, newID int) []Ack {
+	var first time.Time
+	for _, a := range acks {
+		if a.Server == newID && (first.IsZero() || a.At.Before(first)) {
+			first = a.At
+		}
+	}
+	if first.IsZero() {
+		return nil
+	}
+	var late []Ack
+	for _, a := range acks {
+		if a.Server == oldID && a.At.After(first) {
+			late = append(late, a)
+		}
+	}
+	return late
+}
+
+// lateAcksErr describes LateAcks for a failover from one node to another.
+func (l *Lab) lateAcksErr(acks []Ack, from, to string) error {
+	late := LateAcks(acks, int(l.Nodes[from].DB.Opts.ServerID), int(l.Nodes[to].DB.Opts.ServerID))
+	if len(late) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s acknowledged %d writes after %s had taken over, e.g. %q at %s",
+		from, len(late), to, late[0].Key, late[0].At.Format("15:04:05.000"))
+}

@@ -4,10 +4,13 @@
 // window without a successful write, holds idle long-lived connections, and
 // runs a slow autocommit statement on demand.
 //
-// It reads commands on stdin ("slow SECONDS", "stop"; EOF means stop) and
-// prints one JSON object per line on stdout: "tick" events while it runs, a
-// "slow" event per slow statement, and a final "summary". The acknowledged
-// keys go to --acked, one per line, when it stops.
+// It reads commands on stdin ("slow SECONDS [vip|proxy|direct]", "slow-retry
+// SECONDS", "stop"; EOF means stop) and prints one JSON object per line on
+// stdout: "tick" events while it runs, a "slow" event per slow statement,
+// and a final "summary". The acknowledged writes go to --acked when it
+// stops, one per line: the key, the server_id that acknowledged it (from
+// the INSERT's own RETURNING, so it is the server that committed) and the
+// acknowledgement's time in Unix nanoseconds.
 package main
 
 import (
@@ -33,6 +36,7 @@ import (
 
 type options struct {
 	vip, proxy    string
+	direct        string
 	user, pwFile  string
 	db, runID     string
 	writers       int
@@ -50,6 +54,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.vip, "vip", "", "VIP address host:port (writes path \"vip\")")
 	flag.StringVar(&o.proxy, "proxy", "", "HAProxy writer address host:port (writes path \"proxy\")")
+	flag.StringVar(&o.direct, "direct", "", "a node's own address host:port, for slow statements only (path \"direct\")")
 	flag.StringVar(&o.user, "user", "app", "MySQL user")
 	flag.StringVar(&o.pwFile, "password-file", "", "file holding the MySQL password")
 	flag.StringVar(&o.db, "db", "vgtest", "database holding lab_writes")
@@ -83,7 +88,15 @@ type stats struct {
 	maxGap      time.Duration
 	maxGapStart time.Time
 	pathMaxGap  map[string]time.Duration
-	acked       []string
+	acked       []ack
+}
+
+// ack is one acknowledged write: which server committed it, and when the
+// client learned so.
+type ack struct {
+	key    string
+	server int
+	at     time.Time
 }
 
 func newStats() *stats {
@@ -96,7 +109,7 @@ func (s *stats) success(path, key string, serverID int, at time.Time) {
 	defer s.mu.Unlock()
 	s.ok[path]++
 	s.server[path] = serverID
-	s.acked = append(s.acked, key)
+	s.acked = append(s.acked, ack{key: key, server: serverID, at: at})
 	if !s.lastOK.IsZero() && at.Sub(s.lastOK) > s.maxGap {
 		s.maxGap, s.maxGapStart = at.Sub(s.lastOK), s.lastOK
 	}
@@ -268,17 +281,13 @@ loop:
 				secs, found = strings.CutPrefix(c, "slow ")
 			}
 			if found {
-				n, err := strconv.ParseFloat(strings.TrimSpace(secs), 64)
-				if err != nil || n <= 0 || n > 60 {
-					out.emit(loadev.Event{Type: "error", T: now(), Msg: fmt.Sprintf("bad command %q", c)})
+				n, addr, err := slowArgs(o, secs)
+				if err != nil {
+					out.emit(loadev.Event{Type: "error", T: now(), Msg: fmt.Sprintf("bad command %q: %v", c, err)})
 					continue
 				}
 				slowSeq++
 				key := fmt.Sprintf("%s-slow-%d", o.runID, slowSeq)
-				addr := o.vip
-				if addr == "" {
-					addr = o.proxy
-				}
 				slowWG.Add(1)
 				go func() {
 					defer slowWG.Done()
@@ -304,10 +313,13 @@ loop:
 		c.close()
 	}
 	if o.ackedFile != "" {
+		var b strings.Builder
 		st.mu.Lock()
-		data := strings.Join(st.acked, "\n")
+		for _, a := range st.acked {
+			fmt.Fprintf(&b, "%s %d %d\n", a.key, a.server, a.at.UnixNano())
+		}
 		st.mu.Unlock()
-		if err := os.WriteFile(o.ackedFile, []byte(data+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(o.ackedFile, []byte(b.String()), 0o644); err != nil {
 			return fmt.Errorf("writing acked keys: %w", err)
 		}
 	}
@@ -332,10 +344,7 @@ func writer(ctx context.Context, o options, dsn, path, keyPrefix string, st *sta
 		key := fmt.Sprintf("%s-%d", keyPrefix, seq)
 		sctx, cancel := context.WithTimeout(ctx, o.stmtTimeout)
 		var id int
-		err := db.QueryRowContext(sctx, "SELECT @@server_id").Scan(&id)
-		if err == nil {
-			_, err = db.ExecContext(sctx, "INSERT INTO lab_writes (k, path, server_id) VALUES (?, ?, @@server_id)", key, path)
-		}
+		err := db.QueryRowContext(sctx, "INSERT INTO lab_writes (k, path, server_id) VALUES (?, ?, @@server_id) RETURNING server_id", key, path).Scan(&id)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -356,6 +365,41 @@ func writer(ctx context.Context, o options, dsn, path, keyPrefix string, st *sta
 	}
 }
 
+// slowArgs reads "SECONDS [vip|proxy]": the sleep and the address to run
+// it through (the VIP unless told otherwise or not given).
+func slowArgs(o options, args string) (float64, string, error) {
+	f := strings.Fields(args)
+	if len(f) == 0 || len(f) > 2 {
+		return 0, "", errors.New("want SECONDS [vip|proxy|direct]")
+	}
+	n, err := strconv.ParseFloat(f[0], 64)
+	if err != nil || !(n > 0 && n <= 60) { // NaN too
+		return 0, "", fmt.Errorf("seconds %q: want a number in (0, 60]", f[0])
+	}
+	path := "vip"
+	if len(f) == 2 {
+		path = f[1]
+	}
+	var addr string
+	switch path {
+	case "vip":
+		addr = o.vip
+		if addr == "" && len(f) == 1 {
+			addr = o.proxy
+		}
+	case "proxy":
+		addr = o.proxy
+	case "direct":
+		addr = o.direct
+	default:
+		return 0, "", fmt.Errorf("path %q: want vip, proxy or direct", path)
+	}
+	if addr == "" {
+		return 0, "", fmt.Errorf("no address for path %q", path)
+	}
+	return n, addr, nil
+}
+
 // slow runs one autocommit INSERT ... SELECT that sleeps n seconds. With
 // retry, a failed statement is retried as a plain INSERT of the same key, as
 // an application does after "lost connection", until it succeeds or meets
@@ -372,10 +416,7 @@ func slow(ctx context.Context, o options, addr, key string, n float64, retry boo
 	sctx, cancel := context.WithTimeout(ctx, time.Duration(n*float64(time.Second))+10*time.Second)
 	defer cancel()
 	var id int
-	err = db.QueryRowContext(sctx, "SELECT @@server_id").Scan(&id)
-	if err == nil {
-		_, err = db.ExecContext(sctx, "INSERT INTO lab_writes (k, path, server_id) SELECT ?, 'slow', @@server_id FROM DUAL WHERE SLEEP(?) = 0", key, n)
-	}
+	err = db.QueryRowContext(sctx, "INSERT INTO lab_writes (k, path, server_id) SELECT ?, 'slow', @@server_id FROM DUAL WHERE SLEEP(?) = 0 RETURNING server_id", key, n).Scan(&id)
 	e := loadev.Event{Type: "slow", T: now(), Took: time.Since(start).Seconds()}
 	if err != nil && retry && ctx.Err() == nil {
 		e.FirstErr = oneLine(err.Error())
