@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -34,5 +36,27 @@ func TestLateAcks(t *testing.T) {
 		if got := LateAcks(c.acks, 1, 2); len(got) != c.late {
 			t.Errorf("%s: %d late (%+v), want %d", c.name, len(got), got, c.late)
 		}
+	}
+}
+
+func TestPromotionTook(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "notify.log")
+	log := `time=2026-12-02T09:00:30.000Z level=INFO msg="step done" prog=notify event=MASTER gen=10 step=promote took=2.5s caught_up=true
+time=2026-12-02T09:00:34.709Z level=INFO msg="step start" prog=notify event=MASTER gen=11 step=promote policy=reliability
+time=2026-12-02T09:00:35.017Z level=INFO msg="step done" prog=notify event=MASTER gen=11 step=promote took=308.46ms caught_up=true
+time=2026-12-02T09:00:35.018Z level=INFO msg="step done" prog=notify event=MASTER gen=11 step=gate took=1ms met=true
+`
+	if err := os.WriteFile(p, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Date(2026, 12, 2, 9, 0, 32, 0, time.UTC)
+	if got := promotionTook(p, since); got != 308460*time.Microsecond {
+		t.Errorf("got %s, want 308.46ms (the promotion after since, not the gate step)", got)
+	}
+	if got := promotionTook(p, since.Add(time.Minute)); got != 0 {
+		t.Errorf("no promotion after since: got %s", got)
+	}
+	if got := promotionTook(filepath.Join(t.TempDir(), "none"), since); got != 0 {
+		t.Errorf("missing log: got %s", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -86,17 +87,23 @@ type Result struct {
 	// MaxGap is the longest window without any successful write (the
 	// write-unavailability window); VIPGap and ProxyGap per path.
 	MaxGap, VIPGap, ProxyGap time.Duration
-	Acked                    int
-	Idle                     map[string]int
+	// Promotion is how long notify's MASTER run on To took (fence the
+	// peer, gate, open writes), from its own step log.
+	Promotion time.Duration
+	Acked     int
+	// Lost counts acknowledged writes missing on a node after recovery;
+	// LateAcks the writes From acknowledged after To acknowledged one.
+	Lost, LateAcks int
+	Idle           map[string]int
 	// Sampler covers the fault and the failover, RecoverySampler undoing
 	// the fault until the lab is clean again.
 	Sampler, RecoverySampler SamplerReport
 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%-16s %s→%s  window %6.2fs (VIP path %.2fs, HAProxy path %.2fs)  VIP moved after %.2fs, writes back after %.2fs  acked %d  both-writable samples %d/%d (recovery %d/%d)  idle conns %v",
+	return fmt.Sprintf("%-16s %s→%s  window %6.2fs (VIP path %.2fs, HAProxy path %.2fs)  VIP moved after %.2fs, promotion %.2fs, writes back after %.2fs  acked %d (lost %d, late %d)  both-writable samples %d/%d (recovery %d/%d)  idle conns %v",
 		r.Fault, r.From, r.To, r.MaxGap.Seconds(), r.VIPGap.Seconds(), r.ProxyGap.Seconds(),
-		r.VIPMoved.Seconds(), r.WritesBack.Seconds(), r.Acked, len(r.Sampler.BothWritable), r.Sampler.Samples,
+		r.VIPMoved.Seconds(), r.Promotion.Seconds(), r.WritesBack.Seconds(), r.Acked, r.Lost, r.LateAcks, len(r.Sampler.BothWritable), r.Sampler.Samples,
 		len(r.RecoverySampler.BothWritable), r.RecoverySampler.Samples, r.Idle)
 }
 
@@ -164,6 +171,7 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 		return res, fmt.Errorf("after %s: %w", f.Name, err)
 	}
 	res.WritesBack = time.Since(t0)
+	res.Promotion = promotionTook(l.Nodes[to].NotifyLog, t0)
 	hooks.phase("writes succeed on %s through both paths after %.2fs", to, res.WritesBack.Seconds())
 	if err := sleep(ctx, time.Second); err != nil {
 		return res, err
@@ -198,6 +206,10 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 	hooks.phase("recovered: %s holds the VIP, %s is a standby again", to, from)
 
 	verr := errors.Join(berr, l.VerifyAll(ctx, lr.Acked), l.lateAcksErr(lr.Acks, from, to))
+	res.LateAcks = len(LateAcks(lr.Acks, int(l.Nodes[from].DB.Opts.ServerID), int(l.Nodes[to].DB.Opts.ServerID)))
+	if n, err := l.LostAcked(ctx, lr.Acked); err == nil {
+		res.Lost = n
+	}
 	if n := len(res.Sampler.BothWritable); n > 0 {
 		verr = errors.Join(verr, fmt.Errorf("both nodes writable in %d of %d samples, first at %s",
 			n, res.Sampler.Samples, res.Sampler.BothWritable[0].Format("15:04:05.000")))
@@ -216,4 +228,34 @@ func (l *Lab) RunFailover(ctx context.Context, f Fault, hooks Hooks) (res Result
 		verr = errors.Join(verr, fmt.Errorf("load generator errors: %s", strings.Join(lr.Errors, "; ")))
 	}
 	return res, verr
+}
+
+// promotionTook reads how long the last promotion recorded in a notify log
+// after since took (its "step done ... step=promote took=…" line); 0 when
+// none is there.
+func promotionTook(notifyLog string, since time.Time) time.Duration {
+	b, err := os.ReadFile(notifyLog)
+	if err != nil {
+		return 0
+	}
+	var took time.Duration
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, `msg="step done"`) || !strings.Contains(line, " step=promote ") {
+			continue
+		}
+		kv := map[string]string{}
+		for _, f := range strings.Fields(line) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				kv[k] = v
+			}
+		}
+		t, err := time.Parse(time.RFC3339Nano, kv["time"])
+		if err != nil || t.Before(since) {
+			continue
+		}
+		if d, err := time.ParseDuration(kv["took"]); err == nil {
+			took = d
+		}
+	}
+	return took
 }

@@ -226,19 +226,13 @@ func (l *Lab) VerifyAcked(ctx context.Context, keys []string) error {
 }
 
 func (l *Lab) verifyAckedOn(ctx context.Context, keys []string, names ...string) error {
+	lost, err := l.ackedMissing(ctx, keys, names...)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, name := range names {
-		present, err := l.keys(ctx, name)
-		if err != nil {
-			return err
-		}
-		var missing []string
-		for _, k := range keys {
-			if !present[k] {
-				missing = append(missing, k)
-			}
-		}
-		if len(missing) > 0 {
+		if missing := lost[name]; len(missing) > 0 {
 			show := missing
 			if len(show) > 5 {
 				show = show[:5]
@@ -247,6 +241,38 @@ func (l *Lab) verifyAckedOn(ctx context.Context, keys []string, names ...string)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ackedMissing returns, per node, the acknowledged keys it lacks.
+func (l *Lab) ackedMissing(ctx context.Context, keys []string, names ...string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, name := range names {
+		present, err := l.keys(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range keys {
+			if !present[k] {
+				out[name] = append(out[name], k)
+			}
+		}
+	}
+	return out, nil
+}
+
+// LostAcked counts the acknowledged keys missing on a node of the pair.
+func (l *Lab) LostAcked(ctx context.Context, keys []string) (int, error) {
+	lost, err := l.ackedMissing(ctx, keys, "db1", "db2")
+	if err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	for _, ks := range lost {
+		for _, k := range ks {
+			seen[k] = true
+		}
+	}
+	return len(seen), nil
 }
 
 func (l *Lab) keys(ctx context.Context, name string) (map[string]bool, error) {

@@ -389,24 +389,28 @@ func bench(ctx context.Context, c *benchCmd, w io.Writer) error {
 	fmt.Fprintf(w, "\nWrite-unavailability window per fault over %d run(s), %d writers per path (%s, track file,\n"+
 		"vrrp_script interval 1 fall 2 rise 2; notify: %s). Figures, not assertions.\n\n", c.Runs, c.Writers, vrrp,
 		map[bool]string{true: "lab stand-in toggling read_only", false: "cmd/notify"}[c.StandIn])
-	fmt.Fprintf(w, "%-28s %17s %9s %9s %10s %14s %10s %7s\n", "fault", "window med/worst", "via VIP", "via proxy", "VIP moved",
-		"both writable", "(recovery)", "failed")
+	fmt.Fprintf(w, "%-24s %15s %15s %15s %9s %9s %5s %5s %14s %10s %6s\n", "fault", "window med/worst", "via VIP",
+		"via proxy", "VIP moved", "promotion", "lost", "late", "both writable", "(recovery)", "failed")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%-28s %7.2fs/%6.2fs %8.2fs %8.2fs %9.2fs %10d/%d run %8d/%d %5d/%d\n", r.name,
-			median(r.gap).Seconds(), worst(r.gap).Seconds(), median(r.vipGap).Seconds(), median(r.proxyGap).Seconds(), median(r.vipMove).Seconds(),
-			r.both, len(r.gap), r.bothRecovery, len(r.gap), r.failed, c.Runs)
+		fmt.Fprintf(w, "%-24s %6.2fs/%6.2fs %6.2fs/%6.2fs %6.2fs/%6.2fs %8.2fs %8.2fs %5d %5d %10d/%d run %8d/%d %4d/%d\n", r.name,
+			median(r.gap).Seconds(), worst(r.gap).Seconds(), median(r.vipGap).Seconds(), worst(r.vipGap).Seconds(),
+			median(r.proxyGap).Seconds(), worst(r.proxyGap).Seconds(), median(r.vipMove).Seconds(), median(r.promotion).Seconds(),
+			r.lost, r.late, r.both, len(r.gap), r.bothRecovery, len(r.gap), r.failed, c.Runs)
 	}
-	fmt.Fprintf(w, "\n(window = longest time without any successful write, both paths merged, median and worst of the runs;\n"+
-		"via VIP / via proxy and VIP moved are medians; both writable = runs in which the sampler saw two nodes with\n"+
+	fmt.Fprintf(w, "\n(window = longest time without any successful write, both paths merged; via VIP / via proxy per path;\n"+
+		"median/worst of the runs. VIP moved = fault until the VIP is on the peer (detection and VRRP hand-over), median;\n"+
+		"promotion = notify's MASTER run there (fence the peer, catch-up gate, open writes), median. lost = acknowledged\n"+
+		"writes missing on a node after recovery, late = writes the old writer acknowledged after the new one had\n"+
+		"acknowledged one, both summed over the runs; both writable = runs in which the sampler saw two nodes with\n"+
 		"read_only=OFF during the failover, or while the fault was undone)\n")
 	return nil
 }
 
 // benchRow is one fault's figures over the runs.
 type benchRow struct {
-	name                           string
-	gap, vipGap, proxyGap, vipMove []time.Duration
-	both, bothRecovery, failed     int
+	name                                      string
+	gap, vipGap, proxyGap, vipMove, promotion []time.Duration
+	both, bothRecovery, failed, lost, late    int
 }
 
 // benchLab starts a lab with o and runs each fault c.Runs times on it.
@@ -451,6 +455,9 @@ func benchLab(ctx context.Context, c *benchCmd, o common, faults []lab.Fault, la
 			r.vipGap = append(r.vipGap, res.VIPGap)
 			r.proxyGap = append(r.proxyGap, res.ProxyGap)
 			r.vipMove = append(r.vipMove, res.VIPMoved)
+			r.promotion = append(r.promotion, res.Promotion)
+			r.lost += res.Lost
+			r.late += res.LateAcks
 			if len(res.Sampler.BothWritable) > 0 {
 				r.both++
 			}
