@@ -575,7 +575,7 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	stop := ev.State == "STOP" || ev.State == "DELETED"
 	// A STOP must fit before keepalived's SIGKILL: urgent steps first.
 	budget, fenceFor, lockWait := fenceBudget(e.Cfg.Notify, stop)
-	e.plan("plan for %s: fence this node (read_only=ON while killing client threads, confirm, record position, reset stale VIP clients, verify replication)", ev)
+	e.plan("plan for %s: reset stale VIP clients (at STOP: after the fence), fence this node (read_only=ON while killing client threads, confirm, record position; a hung server: close its TCP sessions), verify replication", ev)
 	// A fence is not stopped by SIGTERM: finishing it only makes the node
 	// safer. Only a newer event (or its own deadline) ends it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), budget)
@@ -603,6 +603,10 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	defer db.Close()
 
 	if !stop {
+		// Before the fence, not after it: the VIP's clients are stale
+		// already (the address left), and a hung server holds the fence
+		// for as long as it hangs. The reset runs detached.
+		e.resetStaleClients(ctx)
 		var cut sync.WaitGroup
 		cut.Add(1)
 		go func() { defer cut.Done(); e.cutHungClients(ctx) }()
@@ -634,7 +638,9 @@ func (e *Engine) fence(parent context.Context, ev Event, gen uint64) error {
 	// Recorded at once: keepalived may SIGKILL a STOP run any moment now.
 	e.writeOutcome(gen, state.Outcome{Event: ev.State, Phase: state.PhaseRunning, Role: state.RoleStandby,
 		FinalPosition: pos.String(), Position: toState(pos)})
-	e.resetStaleClients(ctx)
+	if stop {
+		e.resetStaleClients(ctx)
+	}
 
 	why := ""
 	if stop {

@@ -273,6 +273,15 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 		return fmt.Errorf("vip %q: %w", vip, err)
 	}
 	addr = addr.Unmap()
+	// The first round waits for the peer to announce the VIP: a client's
+	// answer that leaves before then goes to this node and is lost, and
+	// the client stays silent for the whole rate limit. It also lets
+	// keepalived finish removing the VIP from here.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(firstRoundAfter):
+	}
 	if stillLocal(addr, log) {
 		// Still ours (a FAULT before the VIP left?): the connections
 		// are not stale, and a reset would hit live sessions.
@@ -334,11 +343,14 @@ func Reset(ctx context.Context, vip string, log *slog.Logger) error {
 	return closeLocal(conns, log)
 }
 
-// Resend timing, see Reset.
+// Resend timing, see Reset. firstRoundAfter is longer than the peer's
+// takeover after a priority-0 advert with the examples' priority (a skew
+// of 23 ms, and the gratuitous ARP).
 const (
-	resendFor    = 3 * time.Second
-	resendEvery  = 550 * time.Millisecond
-	closeReserve = 60 * time.Millisecond
+	firstRoundAfter = 100 * time.Millisecond
+	resendFor       = 3 * time.Second
+	resendEvery     = 550 * time.Millisecond
+	closeReserve    = 60 * time.Millisecond
 )
 
 // closeLocal destroys the local sockets recorded at the start, and only
