@@ -114,6 +114,9 @@ type Input struct {
 	MaintErr    error
 	Outcome     *state.Outcome
 	OutcomeErr  error
+	// Silent, when not "", says why the fast path (Tracker) finds mysqld
+	// silent: frozen past agent.unresponsive_after, or not running.
+	Silent string
 }
 
 // Answer is the decision for one check.
@@ -148,6 +151,13 @@ func Decide(p Policy, role Role, in Input, maxLag time.Duration) Answer {
 	}
 	if role == RoleUnknown || role == RoleMetrics {
 		return down("unknown check")
+	}
+	// The fast path polls five times a second: a server it found silent
+	// is down at once, not only once this poll's own deadline or the
+	// state's age says so (HAProxy would meanwhile send new sessions to
+	// a frozen server).
+	if in.Silent != "" {
+		return down("mysqld silent (fast path): %s", in.Silent)
 	}
 	// Freshness first: an old state is never an "up".
 	if in.Poll == nil {

@@ -98,6 +98,9 @@ func (s *Server) Input(now time.Time) Input {
 	in := Input{Poll: s.Poller.Current(), Now: now, LoopAlive: s.Poller.LoopAlive(now, pol.StaleAfter)}
 	in.Maintenance, in.MaintErr = files.Maintenance()
 	in.Outcome, in.OutcomeErr = files.Outcome()
+	if s.Tracker != nil {
+		in.Silent = s.Tracker.Silent(now, s.cfg.Load().Agent.TrackStaleAfter.Duration)
+	}
 	return in
 }
 

@@ -6,9 +6,10 @@ package agent
 // (check.Evaluate), and keeps keepalived's track file saying 0 (fit) or 1
 // (unfit). keepalived enters FAULT the moment the file says 1.
 //
-// NextTrack holds the whole decision. The poller's own loop is left alone:
-// its answers go to HAProxy, where one slow poll already answers down,
-// and its interval and deadline are tuned for that.
+// NextTrack holds the whole decision. The poller's own loop is left alone,
+// its interval and deadline tuned for HAProxy's answers; but a server the
+// fast path finds silent (Tracker.Silent) is down in those answers too,
+// at once rather than when the poller's own poll fails.
 
 import (
 	"context"
@@ -78,6 +79,11 @@ type TrackState struct {
 	// Unfit is the value the file says (1), Reason why.
 	Unfit  bool
 	Reason string
+	// Silent says the node is unfit because mysqld gave no answer (for
+	// Fall polls) or is not running, rather than by a rule it answered.
+	Silent bool
+	// At is when the poll behind this state ended.
+	At time.Time
 	// Fails counts polls in a row without an answer, Fits fit polls in
 	// a row, Isolations polls in a row that found no witness.
 	Fails, Fits, Isolations int
@@ -97,19 +103,19 @@ func NextTrack(s TrackState, p Poll, r TrackRule) TrackState {
 	}
 	switch p.Kind {
 	case PollUnfit, PollDead:
-		return TrackState{Known: true, Unfit: true, Reason: p.Reason}
+		return TrackState{Known: true, Unfit: true, Reason: p.Reason, Silent: p.Kind == PollDead}
 	case PollIsolated:
 		s.Isolations++
 		s.Fails, s.Fits = 0, 0
 		if s.Isolations >= isolatedFall {
-			s.Known, s.Unfit, s.Reason = true, true, p.Reason
+			s.Known, s.Unfit, s.Reason, s.Silent = true, true, p.Reason, false
 		}
 		return s
 	case PollNoAnswer:
 		s.Fails++
 		s.Fits = 0
 		if s.Fails >= r.Fall {
-			s.Known, s.Unfit = true, true
+			s.Known, s.Unfit, s.Silent = true, true, true
 			s.Reason = fmt.Sprintf("no answer for %d polls in a row (agent.unresponsive_after): %s", s.Fails, p.Reason)
 		}
 		return s
@@ -117,7 +123,7 @@ func NextTrack(s TrackState, p Poll, r TrackRule) TrackState {
 	s.Fails = 0
 	s.Fits++
 	if !s.Known || !s.Unfit || s.Fits >= r.Rise {
-		s.Known, s.Unfit, s.Reason = true, false, p.Reason
+		s.Known, s.Unfit, s.Reason, s.Silent = true, false, p.Reason, false
 	}
 	return s
 }
@@ -145,6 +151,17 @@ type Tracker struct {
 
 // Current returns the decision in force (nil before the first poll).
 func (t *Tracker) Current() *TrackState { return t.state.Load() }
+
+// Silent says why the fast path finds mysqld silent (frozen past
+// agent.unresponsive_after, or not running), "" when it does not or its
+// decision is older than staleAfter (a stuck loop proves nothing).
+func (t *Tracker) Silent(now time.Time, staleAfter time.Duration) string {
+	s := t.Current()
+	if s == nil || !s.Unfit || !s.Silent || now.Sub(s.At) > staleAfter {
+		return ""
+	}
+	return s.Reason
+}
 
 // Run polls every agent.track_interval until ctx ends, writing the file
 // after every poll that leaves a decision: also when it did not change,
@@ -177,7 +194,9 @@ func (t *Tracker) Run(ctx context.Context) {
 		rule := TrackRule{Fall: cfg.Agent.TrackFall(), Rise: trackRise}
 		prev := s
 		s = NextTrack(s, p, rule)
-		t.state.Store(&s)
+		s.At = time.Now()
+		st := s
+		t.state.Store(&st)
 		if !s.Known {
 			continue
 		}

@@ -70,6 +70,52 @@ func TestNextTrack(t *testing.T) {
 	}
 }
 
+// Silent marks an unfit state that comes from mysqld giving no answer or
+// not running, never one a rule decided on an answer.
+func TestTrackSilent(t *testing.T) {
+	rule := TrackRule{Fall: 3, Rise: 2}
+	cases := []struct{ polls, want string }{
+		{"FNNN", "___S"},   // frozen past the tolerance
+		{"FD", "_S"},       // not running
+		{"FU", "_1"},       // a rule: maintenance, replication, notify
+		{"FII", "__1"},     // cut off
+		{"FDFF", "_SS_"},   // silent until fit Rise times
+		{"FDU", "_S1"},     // answers again, unfit by a rule
+		{"FUNNN", "_111S"}, // then no answer
+	}
+	for _, tc := range cases {
+		var s TrackState
+		var got []byte
+		for _, c := range tc.polls {
+			kind := map[rune]PollKind{'F': PollFit, 'U': PollUnfit, 'D': PollDead, 'N': PollNoAnswer, 'I': PollIsolated}[c]
+			s = NextTrack(s, Poll{Kind: kind, Reason: string(c)}, rule)
+			switch {
+			case s.Unfit && s.Silent:
+				got = append(got, 'S')
+			case s.Unfit:
+				got = append(got, '1')
+			default:
+				got = append(got, '_')
+			}
+		}
+		if string(got) != tc.want {
+			t.Errorf("polls %s: %s, want %s", tc.polls, got, tc.want)
+		}
+	}
+	tr := &Tracker{}
+	now := time.Now()
+	tr.state.Store(&TrackState{Known: true, Unfit: true, Silent: true, Reason: "gone", At: now.Add(-time.Second)})
+	if got := tr.Silent(now, 2*time.Second); got != "gone" {
+		t.Errorf("fresh silent state: %q", got)
+	}
+	if got := tr.Silent(now, 500*time.Millisecond); got != "" {
+		t.Errorf("a stale decision proves nothing: %q", got)
+	}
+	if got := (&Tracker{}).Silent(now, time.Second); got != "" {
+		t.Errorf("no decision yet: %q", got)
+	}
+}
+
 func TestTrackReasons(t *testing.T) {
 	rule := TrackRule{Fall: 3, Rise: 2}
 	s := NextTrack(TrackState{}, Poll{Kind: PollFit, Reason: "writer: read_only=OFF"}, rule)
