@@ -49,25 +49,33 @@ func TestNextTrack(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var s TrackState
-			var got []byte
-			for _, c := range tc.polls {
-				kind := map[rune]PollKind{'F': PollFit, 'U': PollUnfit, 'D': PollDead, 'N': PollNoAnswer, 'I': PollIsolated}[c]
-				s = NextTrack(s, Poll{Kind: kind, Reason: string(c)}, rule)
+			got := runPolls(tc.polls, rule, func(s TrackState) byte {
 				switch {
 				case !s.Known:
-					got = append(got, '-')
+					return '-'
 				case s.Unfit:
-					got = append(got, '1')
-				default:
-					got = append(got, '0')
+					return '1'
 				}
-			}
-			if string(got) != tc.want {
+				return '0'
+			})
+			if got != tc.want {
 				t.Fatalf("polls %s: values %s, want %s", tc.polls, got, tc.want)
 			}
 		})
 	}
+}
+
+// runPolls folds polls written as letters (F fit, U unfit, D dead, N no
+// answer, I isolated) and shows each state with show.
+func runPolls(polls string, rule TrackRule, show func(TrackState) byte) string {
+	var s TrackState
+	var got []byte
+	for _, c := range polls {
+		kind := map[rune]PollKind{'F': PollFit, 'U': PollUnfit, 'D': PollDead, 'N': PollNoAnswer, 'I': PollIsolated}[c]
+		s = NextTrack(s, Poll{Kind: kind, Reason: string(c)}, rule)
+		got = append(got, show(s))
+	}
+	return string(got)
 }
 
 // Silent marks an unfit state that comes from mysqld giving no answer or
@@ -84,21 +92,16 @@ func TestTrackSilent(t *testing.T) {
 		{"FUNNN", "_111S"}, // then no answer
 	}
 	for _, tc := range cases {
-		var s TrackState
-		var got []byte
-		for _, c := range tc.polls {
-			kind := map[rune]PollKind{'F': PollFit, 'U': PollUnfit, 'D': PollDead, 'N': PollNoAnswer, 'I': PollIsolated}[c]
-			s = NextTrack(s, Poll{Kind: kind, Reason: string(c)}, rule)
+		got := runPolls(tc.polls, rule, func(s TrackState) byte {
 			switch {
 			case s.Unfit && s.Silent:
-				got = append(got, 'S')
+				return 'S'
 			case s.Unfit:
-				got = append(got, '1')
-			default:
-				got = append(got, '_')
+				return '1'
 			}
-		}
-		if string(got) != tc.want {
+			return '_'
+		})
+		if got != tc.want {
 			t.Errorf("polls %s: %s, want %s", tc.polls, got, tc.want)
 		}
 	}
