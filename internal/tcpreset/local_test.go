@@ -126,14 +126,8 @@ func TestCloseLocalOnlyRecorded(t *testing.T) {
 			return
 		}
 		defer l.Close()
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("192.0.2.20")}, Timeout: 2 * time.Second}
 		for range recorded + 1 {
-			c, err := d.Dial("tcp", vip+":3306")
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			s, err := l.Accept()
+			c, s, err := session(l, "192.0.2.20", vip+":3306")
 			if err != nil {
 				t.Error(err)
 				return
@@ -259,50 +253,22 @@ func TestCloseAcceptedSparesPeer(t *testing.T) {
 	)
 	var l net.Listener
 	var served, clients []net.Conn
-	dial := func(from string) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
-		c, err := d.Dial("tcp", "192.0.2.11:3306")
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		s, err := l.Accept()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		clients, served = append(clients, c), append(served, s)
-	}
 	inNetns(t, ns, func() {
 		var err error
 		if l, err = net.Listen("tcp", ":3306"); err != nil {
 			t.Error(err)
 			return
 		}
-		dial("192.0.2.20")
-		dial("192.0.2.20")
-		dial(peerAddr)
-	})
-	var vipServed, vipClient net.Conn
-	inNetns(t, ns, func() {
-		c, err := net.DialTimeout("tcp", vip+":3306", 2*time.Second)
-		if err != nil {
-			t.Error(err)
-			return
+		// Two clients, the peer, and a client of the VIP.
+		for _, ft := range [][2]string{{"192.0.2.20", "192.0.2.11"}, {"192.0.2.20", "192.0.2.11"}, {peerAddr, "192.0.2.11"}, {"192.0.2.20", vip}} {
+			c, s, err := session(l, ft[0], ft[1]+":3306")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			clients, served = append(clients, c), append(served, s)
 		}
-		s, err := l.Accept()
-		if err != nil {
-			c.Close()
-			t.Error(err)
-			return
-		}
-		vipServed, vipClient = s, c
 	})
-	if vipServed == nil {
-		t.Fatal("no session to the VIP")
-	}
-	defer vipServed.Close()
-	defer vipClient.Close()
 	t.Cleanup(func() {
 		for _, c := range append(served, clients...) {
 			c.Close()
@@ -311,9 +277,10 @@ func TestCloseAcceptedSparesPeer(t *testing.T) {
 			l.Close()
 		}
 	})
-	if len(served) != 3 {
+	if len(served) != 4 {
 		t.Fatalf("%d sessions set up", len(served))
 	}
+	vipServed, vipClient := served[3], clients[3]
 	// A request the server has not read yet.
 	if _, err := clients[0].Write([]byte("INSERT")); err != nil {
 		t.Fatal(err)
@@ -355,4 +322,18 @@ func TestCloseAcceptedSparesPeer(t *testing.T) {
 		}
 		c.Close()
 	})
+}
+
+// session connects from one local address to another through l and
+// returns both ends.
+func session(l net.Listener, from, to string) (client, served net.Conn, err error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 2 * time.Second}
+	if client, err = d.Dial("tcp", to); err != nil {
+		return nil, nil, err
+	}
+	if served, err = l.Accept(); err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return client, served, nil
 }
