@@ -62,6 +62,11 @@ func pollTimeout(c *config.Config) time.Duration {
 // its agent-inter). A stat of one small file, 20 times a second.
 const outcomeWatch = 50 * time.Millisecond
 
+// runningWatch bounds the fast polls while a notify run is in progress:
+// longer than a promotion's catch-up gate (promotion_timeout, 10 s by
+// default) with its fences around it.
+const runningWatch = 30 * time.Second
+
 // Run polls until ctx ends. The first poll runs at once; a new outcome
 // from notify brings the next one forward.
 func (p *Poller) Run(ctx context.Context) {
@@ -108,10 +113,15 @@ func (p *Poller) Run(ctx context.Context) {
 }
 
 // watchOutcome kicks a poll whenever notify's outcome file is replaced
-// (notify writes it by rename, so its identity changes each time).
+// (notify writes it by rename, so its identity changes each time), and
+// at every look while a notify run is in progress: a fence turns
+// read_only on long before it records that it is done, and the answers
+// and metrics must not show the old writer as one meanwhile. A run that
+// never ends (notify killed) is polled for fast only runningWatch long.
 func (p *Poller) watchOutcome(ctx context.Context, last os.FileInfo) {
 	t := time.NewTicker(outcomeWatch)
 	defer t.Stop()
+	running, since := false, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -122,8 +132,11 @@ func (p *Poller) watchOutcome(ctx context.Context, last os.FileInfo) {
 		if err != nil {
 			continue
 		}
-		if last == nil || !os.SameFile(last, fi) || !fi.ModTime().Equal(last.ModTime()) {
-			p.observeOutcome()
+		changed := last == nil || !os.SameFile(last, fi) || !fi.ModTime().Equal(last.ModTime())
+		if changed {
+			running, since = p.observeOutcome(), time.Now()
+		}
+		if changed || running && time.Since(since) < runningWatch {
 			select {
 			case p.kick <- struct{}{}:
 			default:
@@ -134,13 +147,14 @@ func (p *Poller) watchOutcome(ctx context.Context, last os.FileInfo) {
 }
 
 // observeOutcome shows notify's outcome as it is now to the promotion
-// counter (a small file, read when it was replaced).
-func (p *Poller) observeOutcome() {
-	if p.Metrics == nil {
-		return
-	}
+// counter (a small file, read when it was replaced), and says whether a
+// notify run is in progress.
+func (p *Poller) observeOutcome() (running bool) {
 	o, _ := state.Dir(p.Config().StateDir).Outcome()
-	p.Metrics.observeOutcome(o)
+	if p.Metrics != nil {
+		p.Metrics.observeOutcome(o)
+	}
+	return o != nil && o.Phase == state.PhaseRunning
 }
 
 func (p *Poller) outcomePath() string { return state.Dir(p.Config().StateDir).OutcomePath() }
