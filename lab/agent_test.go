@@ -24,12 +24,7 @@ const agentInter = time.Second
 // HAProxy held to the old writer are shut down (on-marked-down
 // shutdown-sessions), not left on a read-only node.
 func TestAgentWriterFailover(t *testing.T) {
-	l := needLab(t)
-	ctx := testCtx(t)
-	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	from := mustHolder(t, l)
+	l, ctx, from := stableLab(t)
 	to := l.Nodes[from].Peer
 	fromID, toID := int(l.Nodes[from].DB.Opts.ServerID), int(l.Nodes[to].DB.Opts.ServerID)
 	const idle = 5
@@ -158,12 +153,7 @@ func TestAgentWriterFailover(t *testing.T) {
 // backend: weight 0, not down, so open sessions finish; off brings it back
 // by itself. The writer is untouched.
 func TestAgentMaintenanceDrain(t *testing.T) {
-	l := needLab(t)
-	ctx := testCtx(t)
-	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	h := mustHolder(t, l)
+	l, ctx, h := stableLab(t)
 	standby := l.Nodes[h].Peer
 	defer func() {
 		if err := l.Recover(ctx, 60*time.Second); err != nil {

@@ -93,7 +93,7 @@ func TestAlertsWriterKilled(t *testing.T) {
 	if sc := rec.Scrapes[0]; promoted(sc, s, t0) {
 		t.Fatalf("%s showed a promotion before the kill", s)
 	}
-	err := rec.CheckAlerts(ctx, t.TempDir(), 11*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, t.TempDir(), 11*time.Minute, []AlertWant{
 		{Alert: "VipguardFailover", Node: s, Want: Fires},
 		{Alert: "VipguardFailover", Node: h, Want: Quiet},
 		{Alert: "VipguardNodeUnfit", Node: h, Want: Fires},
@@ -103,9 +103,6 @@ func TestAlertsWriterKilled(t *testing.T) {
 		{Alert: "VipguardScrapeDown", Want: Quiet},
 		{Alert: "VipguardFlapping", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("%d scrapes over %.1fs, from the kill to %s's promotion on /metrics", len(rec.Scrapes), time.Since(t0).Seconds(), s)
 }
 
@@ -127,16 +124,13 @@ func TestAlertsStandbySQLThreadStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = rec.CheckAlerts(ctx, t.TempDir(), 3*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, t.TempDir(), 3*time.Minute, []AlertWant{
 		{Alert: "VipguardReplicationBroken", Node: s, Want: Fires},
 		{Alert: "VipguardReplicationBroken", Node: h, Want: Quiet},
 		{Alert: "VipguardReverseReplicationBroken", Want: Quiet},
 		{Alert: "VipguardNoWriter", Want: Never},
 		{Alert: "VipguardTwoWriters", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := mend(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -164,16 +158,13 @@ func TestAlertsMaintenance(t *testing.T) {
 	if err != nil {
 		t.Fatalf("before four hours: %v", err)
 	}
-	err = rec.CheckAlerts(ctx, dir, 4*time.Hour+5*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, dir, 4*time.Hour+5*time.Minute, []AlertWant{
 		{Alert: "VipguardMaintenanceTooLong", Node: s, Want: Fires},
 		{Alert: "VipguardMaintenanceTooLong", Node: h, Want: Quiet},
 		{Alert: "VipguardNodeUnfit", Want: Quiet},
 		{Alert: "VipguardNoWriter", Want: Never},
 		{Alert: "VipguardTwoWriters", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // The writer cut off with its link up. Scraped from each node itself (what
@@ -197,27 +188,21 @@ func TestAlertsPartition(t *testing.T) {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}
 	neverTwoWriters(t, rec)
-	err := rec.CheckAlerts(ctx, t.TempDir(), 2*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, t.TempDir(), 2*time.Minute, []AlertWant{
 		{Alert: "VipguardTwoWriters", Want: Never},
 		{Alert: "VipguardFailover", Node: s, Want: Fires},
 		{Alert: "VipguardNoWriter", Want: Quiet},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	proxy := &MetricsRecorder{L: l, View: FromProxy}
 	sc := proxy.Take(ctx)
 	if sc.Nodes[h].Err == nil {
 		t.Fatalf("%s answers /metrics from the proxy host while cut off", h)
 	}
-	err = proxy.CheckAlerts(ctx, t.TempDir(), 3*time.Minute, []AlertWant{
+	mustAlerts(t, proxy, ctx, t.TempDir(), 3*time.Minute, []AlertWant{
 		{Alert: "VipguardScrapeDown", Node: h, Want: Fires},
 		{Alert: "VipguardScrapeDown", Node: s, Want: Quiet},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // mysqld frozen (SIGSTOP) on the writer. Its agentcheck still answers
@@ -240,7 +225,7 @@ func TestAlertsWriterFrozen(t *testing.T) {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}
 	neverTwoWriters(t, rec)
-	err = rec.CheckAlerts(ctx, t.TempDir(), 11*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, t.TempDir(), 11*time.Minute, []AlertWant{
 		{Alert: "VipguardFailover", Node: s, Want: Fires},
 		{Alert: "VipguardFailover", Node: h, Want: Quiet},
 		{Alert: "VipguardNotifyFailed", Node: h, Want: Fires},
@@ -253,9 +238,6 @@ func TestAlertsWriterFrozen(t *testing.T) {
 		{Alert: "VipguardScrapeDown", Want: Never},
 		{Alert: "VipguardFlapping", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("%d scrapes over %.1fs, from the freeze to %s's promotion and %s's failed fence on /metrics", len(rec.Scrapes), time.Since(t0).Seconds(), s, h)
 }
 
@@ -277,31 +259,25 @@ func TestAlertsWriterLinkCut(t *testing.T) {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}
 	neverTwoWriters(t, rec)
-	err := rec.CheckAlerts(ctx, t.TempDir(), 2*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, t.TempDir(), 2*time.Minute, []AlertWant{
 		{Alert: "VipguardTwoWriters", Want: Never},
 		{Alert: "VipguardFailover", Node: s, Want: Fires},
 		{Alert: "VipguardFailover", Node: h, Want: Quiet},
 		{Alert: "VipguardNoWriter", Want: Quiet},
 		{Alert: "VipguardFlapping", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	proxy := &MetricsRecorder{L: l, View: FromProxy}
 	sc := proxy.Take(ctx)
 	if sc.Nodes[h].Err == nil {
 		t.Fatalf("%s answers /metrics from the proxy host while its link is down", h)
 	}
-	err = proxy.CheckAlerts(ctx, t.TempDir(), 3*time.Minute, []AlertWant{
+	mustAlerts(t, proxy, ctx, t.TempDir(), 3*time.Minute, []AlertWant{
 		{Alert: "VipguardScrapeDown", Node: h, Want: Fires},
 		{Alert: "VipguardScrapeDown", Node: s, Want: Quiet},
 		{Alert: "VipguardNoWriter", Want: Quiet},
 		{Alert: "VipguardTwoWriters", Want: Quiet},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // keepalived stopped (SIGTERM) on the writer: it releases the VIP, notify
@@ -320,7 +296,7 @@ func TestAlertsKeepalivedStopped(t *testing.T) {
 	}
 	neverTwoWriters(t, rec)
 	dir := t.TempDir()
-	err := rec.CheckAlerts(ctx, dir, 11*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, dir, 11*time.Minute, []AlertWant{
 		{Alert: "VipguardKeepalivedStopped", Node: h, Want: Fires},
 		{Alert: "VipguardKeepalivedStopped", Node: s, Want: Quiet},
 		{Alert: "VipguardFailover", Node: s, Want: Fires},
@@ -332,9 +308,6 @@ func TestAlertsKeepalivedStopped(t *testing.T) {
 		{Alert: "VipguardTwoWriters", Want: Never},
 		{Alert: "VipguardFlapping", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	t1 := time.Now()
 	if err := l.StartKeepalived(h); err != nil {
@@ -345,14 +318,11 @@ func TestAlertsKeepalivedStopped(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("%v\n%s", err, l.Diagnostics())
 	}
-	err = rec.CheckAlerts(ctx, dir, 11*time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, dir, 11*time.Minute, []AlertWant{
 		{Alert: "VipguardKeepalivedStopped", Want: Quiet},
 		{Alert: "VipguardNodeUnfit", Want: Quiet},
 		{Alert: "VipguardTwoWriters", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // flapMoves is how many times TestAlertsFlapping moves the VIP: the
@@ -401,7 +371,7 @@ func TestAlertsFlapping(t *testing.T) {
 		t.Errorf("vipguard_notify_promotions_total rose by %g on the pair over %d moves", moves, flapMoves)
 	}
 	dir := t.TempDir()
-	err := rec.CheckAlerts(ctx, dir, time.Minute, []AlertWant{
+	mustAlerts(t, rec, ctx, dir, time.Minute, []AlertWant{
 		{Alert: "VipguardFlapping", Want: Fires},
 		{Alert: "VipguardFailover", Node: from, Want: Fires},
 		{Alert: "VipguardFailover", Node: to, Want: Quiet},
@@ -409,9 +379,6 @@ func TestAlertsFlapping(t *testing.T) {
 		{Alert: "VipguardMaintenanceTooLong", Want: Never},
 		{Alert: "VipguardTwoWriters", Want: Never},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := rec.CheckAlerts(ctx, dir, 31*time.Minute, []AlertWant{{Alert: "VipguardFlapping", Want: Quiet}}); err != nil {
 		t.Fatalf("half an hour later: %v", err)
 	}
@@ -483,5 +450,13 @@ vipguard_notify_last_transition_timestamp_seconds %.3f
 	}
 	if s := rec.series(0); !strings.Contains(s[0].selector, `up{job="vipguard",instance="192.0.2.11:9200"}`) {
 		t.Errorf("first series %+v, want db1's up", s[0])
+	}
+}
+
+// mustAlerts is CheckAlerts failing the test at once.
+func mustAlerts(t *testing.T, rec *MetricsRecorder, ctx context.Context, dir string, at time.Duration, want []AlertWant) {
+	t.Helper()
+	if err := rec.CheckAlerts(ctx, dir, at, want); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/vipguard/vipguard/internal/probe"
 )
 
 // The fault injectors. Each does one thing to one node and returns; the
@@ -79,8 +81,27 @@ func (l *Lab) BreakReplication(ctx context.Context, standby, writer string) (men
 // SetReplicationDelay makes a node apply its source's events delay late
 // (MASTER_DELAY); 0 removes the delay.
 func (l *Lab) SetReplicationDelay(ctx context.Context, name string, delay time.Duration) error {
-	return l.Nodes[name].DB.Exec(ctx, "STOP SLAVE",
+	return l.execThroughFences(ctx, name, "STOP SLAVE",
 		"CHANGE MASTER TO MASTER_DELAY="+strconv.Itoa(int(delay.Seconds())), "START SLAVE")
+}
+
+// execThroughFences runs statements on a node as root, again from the
+// first when a fence running there killed the session: notify kills every
+// client thread, the lab's own included, and a scenario that just made a
+// node unfit is often recovering it while that node's FAULT fence runs.
+// The statements must be safe to repeat.
+func (l *Lab) execThroughFences(ctx context.Context, name string, stmts ...string) error {
+	var err error
+	for range 5 {
+		if err = l.Nodes[name].DB.Exec(ctx, stmts...); !probe.ConnectionLost(err) {
+			return err
+		}
+		l.logf("%s: session killed (a fence?), again: %v", name, err)
+		if serr := sleep(ctx, 200*time.Millisecond); serr != nil {
+			return serr
+		}
+	}
+	return err
 }
 
 // Maintenance turns the node's maintenance flag on or off with mysqlcheck's
@@ -116,6 +137,12 @@ func (l *Lab) Recover(ctx context.Context, limit time.Duration) error {
 	}
 	for _, name := range []string{"db1", "db2"} {
 		st, err := l.ReplicationStatus(ctx, name)
+		for i := 0; i < 5 && probe.ConnectionLost(err); i++ {
+			// A fence there killed the session (see execThroughFences).
+			if err = sleep(ctx, 200*time.Millisecond); err == nil {
+				st, err = l.ReplicationStatus(ctx, name)
+			}
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -125,7 +152,7 @@ func (l *Lab) Recover(ctx context.Context, limit time.Duration) error {
 				errs = append(errs, err)
 			}
 		} else if st["Slave_IO_Running"] == "No" || st["Slave_SQL_Running"] != "Yes" {
-			if err := l.Nodes[name].DB.Exec(ctx, "START SLAVE"); err != nil {
+			if err := l.execThroughFences(ctx, name, "START SLAVE"); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -546,6 +546,18 @@ func TestSlowStatement(t *testing.T) {
 	}
 }
 
+// stableLab returns the shared lab once it is in its clean state, the
+// test's context, and the VIP holder.
+func stableLab(t *testing.T) (*Lab, context.Context, string) {
+	t.Helper()
+	l := needLab(t)
+	ctx := testCtx(t)
+	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return l, ctx, mustHolder(t, l)
+}
+
 func mustHolder(t *testing.T, l *Lab) string {
 	t.Helper()
 	h, err := l.Holder(context.Background())

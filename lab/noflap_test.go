@@ -65,12 +65,7 @@ func (l *Lab) spin(ctx context.Context, name string, cores int) (stop func(), er
 // server is not a dead one: the fast path's tolerance and mysqlcheck's
 // fall count must ride it out — zero VIP moves, zero FAULTs.
 func TestNoFlapUnderSaturation(t *testing.T) {
-	l := needLab(t)
-	ctx := testCtx(t)
-	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	h := mustHolder(t, l)
+	l, ctx, h := stableLab(t)
 	ld, err := l.StartLoad(ctx, LoadOptions{Writers: 4, Pause: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -99,12 +94,7 @@ func TestNoFlapUnderSaturation(t *testing.T) {
 // TestNoFlapShortStall: mysqld on the writer stops for 1 s (SIGSTOP), less
 // than [agent] unresponsive_after (1.4 s): nothing moves.
 func TestNoFlapShortStall(t *testing.T) {
-	l := needLab(t)
-	ctx := testCtx(t)
-	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	h := mustHolder(t, l)
+	l, ctx, h := stableLab(t)
 	ld, err := l.StartLoad(ctx, LoadOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -59,12 +59,7 @@ func pairJSON(p ops.Pair) string {
 // partition shows its peer as unreachable, and is unreachable from the
 // other side: never a healthy or a stale document.
 func TestStatusShowsEveryState(t *testing.T) {
-	l := needLab(t)
-	ctx := testCtx(t)
-	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	writer := mustHolder(t, l)
+	l, ctx, writer := stableLab(t)
 	standby := l.Nodes[writer].Peer
 	recovered := false
 	defer func() {

@@ -16,12 +16,7 @@ import (
 // acknowledged writes: the old writer is fenced before it commits them, or
 // the answer never arrives.
 func TestFreezeThawAcknowledgesNothingLate(t *testing.T) {
-	l := needLab(t)
-	ctx := testCtx(t)
-	if err := l.WaitStable(ctx, 60*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	from := mustHolder(t, l)
+	l, ctx, from := stableLab(t)
 	to := l.Nodes[from].Peer
 	fromID, toID := int(l.Nodes[from].DB.Opts.ServerID), int(l.Nodes[to].DB.Opts.ServerID)
 	ld, err := l.StartLoad(ctx, LoadOptions{IdleVIP: 2, IdleProxy: 2, Direct: from})
