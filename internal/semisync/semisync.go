@@ -96,7 +96,10 @@ func Promise(pairUses bool, s *Sighting, now time.Time) (state.SemiSyncCase, str
 		}
 		return state.SemiSyncUnknown, "no sighting of the old writer's semi-sync state (is agentcheck running on this node?)"
 	}
-	if !pairUses && !s.Enabled {
+	if !pairUses && !s.Enabled && s.FallBacks == 0 && s.Unacked == 0 {
+		// A writer that fell back, or committed without an
+		// acknowledgement, did use semi-sync: its source side may have
+		// been switched off since, and this node's own sides with it.
 		return state.SemiSyncAsync, "the pair does not use semi-sync"
 	}
 	age := now.Sub(s.At)

@@ -24,6 +24,10 @@ func TestPromise(t *testing.T) {
 		{"async pair, no sighting", false, nil, state.SemiSyncAsync, "does not use semi-sync"},
 		{"async pair, peer never waited", false, with(func(s *Sighting) { s.Enabled, s.On = false, false }), state.SemiSyncAsync, "does not use"},
 		{"semi-sync pair, no sighting", true, nil, state.SemiSyncUnknown, "no sighting"},
+		// Both sides off everywhere by now, but the old writer had fallen
+		// back: the pair did use semi-sync, and it vouches for nothing.
+		{"peer's source side switched off after it fell back", false, with(func(s *Sighting) { s.Enabled, s.On, s.FallBacks = false, false, 1 }), state.SemiSyncFallenBack, "did not wait for acknowledgements"},
+		{"peer committed without an acknowledgement", false, with(func(s *Sighting) { s.Enabled, s.On, s.Unacked = false, false, 4 }), state.SemiSyncFallenBack, "did not wait"},
 		{"active, this node acknowledging", true, &active, state.SemiSyncKept, "every acknowledged write is in this node's relay log"},
 		// The peer seen waiting for acknowledgements is enough to know the
 		// pair uses semi-sync, whatever this node's own settings.
