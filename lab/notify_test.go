@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -351,6 +352,12 @@ func lagCrash(t *testing.T, l *Lab, np NotifyPolicy, delay time.Duration, promot
 		}
 	}
 	rep := sampler.Stop()
+	if unfit == "" {
+		// The mark is short-lived: the FAULT it causes fences the node
+		// and records a new outcome, and the node tries again. notify's
+		// log keeps every refusal.
+		unfit = refusedSince(l.Nodes[to].NotifyLog, t0)
+	}
 	applied := wrote.Add(delay).Sub(t0) // when MASTER_DELAY lets the row in, from the crash
 	record(t, fmt.Sprintf("%-16s policy %s, promotion_timeout %s, MASTER_DELAY %s on %s; %s killed: %s writable after %s (row due %.2fs after the crash, present when writable: %q); marked unfit: %q; outcome now %s; keepalived %s; both writable %d/%d",
 		"lag-crash", np.Policy, np.PromotionTimeout, delay, to, from, to, fmtDur(writable), applied.Seconds(), present,
@@ -444,4 +451,24 @@ func TestStaleClientResetAfterVIPMove(t *testing.T) {
 	if err := l.VerifyAll(ctx, res.Acked); err != nil {
 		t.Error(err)
 	}
+}
+
+// refusedSince returns the first promotion refusal a notify log recorded
+// after since ("" when none).
+func refusedSince(notifyLog string, since time.Time) string {
+	b, err := os.ReadFile(notifyLog)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		i := strings.Index(line, "PROMOTION REFUSED")
+		if i < 0 || !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		if t, err := time.Parse(time.RFC3339Nano, ts); err == nil && !t.Before(since) {
+			return line[i:]
+		}
+	}
+	return ""
 }
