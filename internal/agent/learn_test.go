@@ -65,11 +65,23 @@ func TestLearnsAgentCheckers(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			m := ask(t, addr, "GET /metrics HTTP/1.0\r\n\r\n")
-			for _, line := range []string{`vipguard_witnesses{source="learned"} 1`, `vipguard_witnesses{source="configured"} 0`, "vipguard_unguarded 0"} {
-				if !strings.Contains(m, line+"\n") {
-					t.Errorf("metrics lack %q", line)
+			// The gauge follows the file a moment later (saved, then counted).
+			var missing []string
+			for {
+				m := ask(t, addr, "GET /metrics HTTP/1.0\r\n\r\n")
+				missing = missing[:0]
+				for _, line := range []string{`vipguard_witnesses{source="learned"} 1`, `vipguard_witnesses{source="configured"} 0`, "vipguard_unguarded 0"} {
+					if !strings.Contains(m, line+"\n") {
+						missing = append(missing, line)
+					}
 				}
+				if len(missing) == 0 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if len(missing) > 0 {
+				t.Errorf("metrics lack %q", missing)
 			}
 		})
 	}
